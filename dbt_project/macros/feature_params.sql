@@ -1,0 +1,54 @@
+{# The partition cutoff T as a timestamptz literal (var `cutoff`, default today 00:00 UTC). #}
+{% macro cutoff_ts() -%}
+    {%- set cutoff = var('cutoff', none) -%}
+    {%- if cutoff is none -%}
+        (date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
+    {%- else -%}
+        ('{{ cutoff }}'::timestamptz)
+    {%- endif -%}
+{%- endmacro %}
+
+{# The UTC day of T (partition D). #}
+{% macro cutoff_day() -%}
+    (({{ cutoff_ts() }} at time zone 'UTC')::date)
+{%- endmacro %}
+
+{% macro window_days() -%}
+    {%- set days = var('window_days') | int -%}
+    {%- if days != var('window_days') | float or days <= 0 -%}
+        {{ exceptions.raise_compiler_error("window_days must be a positive whole number of days, got " ~ var('window_days')) }}
+    {%- endif -%}
+    {{ days }}
+{%- endmacro %}
+
+{# CASE expression mapping event_type to its weight w (var `event_weights`). #}
+{% macro event_weight(event_type_column) -%}
+    case {{ event_type_column }}
+    {%- for event_type, weight in var('event_weights').items() %}
+        when '{{ event_type }}' then {{ weight | float }}::double precision
+    {%- endfor %}
+        else 0::double precision
+    end
+{%- endmacro %}
+
+{# Seconds between two timestamps as float8 days (extract() returns numeric since PG 14). #}
+{% macro days_between(later, earlier) -%}
+    (extract(epoch from ({{ later }} - {{ earlier }}))::double precision / 86400.0)
+{%- endmacro %}
+
+{#
+  Decayed value of a daily rollup at cutoff T, from the rollup's sums at its day end E:
+    exponential: 0.5^((T-E)/h) * sum(w * 0.5^((E-t)/h))
+    linear:      sum(w) * (1 - (T-E)/W) - sum(w * (E-t)) / W
+  Both reproduce sum(w * decay(T - t)) over the day's events exactly (DESIGN §4).
+#}
+{% macro decayed_rollup_value(days_to_cutoff, exp_weight_at_day_end, weight_sum, weight_age_sum) -%}
+    {%- set kind = var('decay_kind') -%}
+    {%- if kind == 'exponential' -%}
+        power(0.5::double precision, {{ days_to_cutoff }} / {{ var('half_life_days') | float }}) * {{ exp_weight_at_day_end }}
+    {%- elif kind == 'linear' -%}
+        ({{ weight_sum }} * (1.0 - {{ days_to_cutoff }} / {{ window_days() }}.0) - {{ weight_age_sum }} / {{ window_days() }}.0)
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("decay_kind must be 'exponential' or 'linear', got '" ~ kind ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}

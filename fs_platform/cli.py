@@ -1,0 +1,198 @@
+"""`fs-platform`: services, data generation, ingestion, the demo, the feature registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from fs_platform.config import ENV_VARS, get_settings
+
+
+@click.group()
+def main() -> None:
+    """Feature store for the marketplace recommender."""
+
+
+# ---------------------------------------------------------------- services
+
+
+@main.group()
+def services() -> None:
+    """Embedded PostgreSQL and Redis (used when FS_DATABASE_URL / FS_REDIS_URL are unset)."""
+
+
+@services.command("start")
+def services_start() -> None:
+    from fs_platform.runtime import ensure_services, redact
+
+    urls = ensure_services()
+    click.echo(f"postgres: {redact(urls.database_url)}\nredis:    {urls.redis_url}")
+
+
+@services.command("stop")
+def services_stop() -> None:
+    from fs_platform.runtime import stop_services
+
+    for name, stopped in stop_services().items():
+        click.echo(f"{name}: {'stopped' if stopped else 'not running (or external)'}")
+
+
+@services.command("status")
+def services_status_cmd() -> None:
+    from fs_platform.runtime import services_status
+
+    for name, status in services_status().items():
+        click.echo(f"{name}: {status}")
+
+
+@services.command("env")
+def services_env() -> None:
+    """Print `export` lines for dbt/psql/dagster: eval "$(fs-platform services env)"."""
+    from fs_platform.instance import prepare_environment
+
+    prepare_environment()
+    names = [
+        "FS_DATABASE_URL",
+        "FS_REDIS_URL",
+        "FS_PG_HOST",
+        "FS_PG_PORT",
+        "FS_PG_USER",
+        "FS_PG_PASSWORD",
+        "FS_PG_DBNAME",
+        "DAGSTER_HOME",
+    ]
+    for name in names:
+        click.echo(f"export {name}={shlex.quote(os.environ[name])}")
+
+
+@main.command("config")
+def config_cmd() -> None:
+    """Show every environment variable the platform reads."""
+    for name, (default, description) in ENV_VARS.items():
+        current = os.environ.get(name, "")
+        click.echo(f"{name:28} {current or default!s:30} {description}")
+
+
+# ---------------------------------------------------------------- data
+
+
+@main.command()
+@click.option("--scale", type=click.Choice(["xs", "s", "m"]), default="xs", show_default=True)
+@click.option("--days", type=int, default=None, help="Days of events (default: per scale).")
+@click.option("--seed", type=int, default=42, show_default=True)
+@click.option(
+    "--end",
+    "end",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="Exclusive last day (UTC); default today.",
+)
+@click.option("--drift-from", type=click.DateTime(["%Y-%m-%d"]), default=None)
+@click.option(
+    "--drift", type=click.Choice(["category_shift", "price_inflation", "device_shift"]), default=None
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Output folder (default: the inbox)."
+)
+def generate(
+    scale: str, days: int | None, seed: int, end, drift_from, drift: str | None, out: Path | None
+) -> None:
+    """Generate a synthetic marketplace (listings, events, ground truth) as Parquet."""
+    from fs_platform.synthetic import generate as run_generate
+    from fs_platform.synthetic import write_parquet
+
+    settings = get_settings()
+    out = out or settings.inbox_dir
+    data = run_generate(
+        scale,
+        days=days,
+        seed=seed,
+        end=end.date() if end else None,
+        drift_from=drift_from.date() if drift_from else None,
+        drift=drift,
+        progress=True,
+    )
+    written = write_parquet(data, out)
+    click.echo(
+        json.dumps(
+            {"out": str(out), "files": {k: len(v) for k, v in written.items()}, "summary": data.summary()},
+            indent=2,
+            default=str,
+        )
+    )
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--kind", type=click.Choice(["listings", "interactions"]), required=True)
+def ingest(files: tuple[Path, ...], kind: str) -> None:
+    """Ingest files outside Dagster (same code as the ingestion assets)."""
+    from fs_platform.ingestion import ingest_interactions_file, ingest_listings_file
+    from fs_platform.runtime import ensure_services, pg_connect
+
+    conn = pg_connect(ensure_services().database_url)
+    fn = ingest_listings_file if kind == "listings" else ingest_interactions_file
+    for path in files:
+        click.echo(json.dumps(fn(conn, path).as_dict()))
+
+
+# ---------------------------------------------------------------- pipeline
+
+
+@main.command()
+@click.option("--days", type=int, default=None, help="Days of synthetic data (default: per scale).")
+@click.option("--seed", type=int, default=42, show_default=True)
+def demo(days: int | None, seed: int) -> None:
+    """Generate xs data, ingest it, backfill the feature partitions, and show what came out."""
+    from fs_platform.demo import run_demo
+
+    sys.exit(run_demo(days=days, seed=seed))
+
+
+@main.command()
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), required=True)
+@click.option("--end", type=click.DateTime(["%Y-%m-%d"]), required=True, help="Inclusive last partition.")
+@click.option("--full-refresh", is_flag=True, help="Rebuild the rollups from raw events.")
+def backfill(start, end, full_refresh: bool) -> None:
+    """Materialize the feature partitions start..end one after the other (in this process)."""
+    from fs_platform.demo import backfill_features
+
+    backfill_features(start.date(), end.date(), full_refresh=full_refresh)
+
+
+@main.command()
+@click.option("--port", type=int, default=3000, show_default=True)
+def ui(port: int) -> None:
+    """Start `dagster dev` (webserver + daemon) on the platform's instance and data."""
+    from fs_platform.instance import prepare_environment
+
+    prepare_environment()
+    root = Path(__file__).resolve().parent.parent
+    dagster = Path(sys.executable).with_name("dagster")
+    os.execv(
+        str(dagster),
+        [str(dagster), "dev", "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+    )
+
+
+@main.group()
+def features() -> None:
+    """The feature registry (descriptions and meta from the dbt yml files)."""
+
+
+@features.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def features_list(as_json: bool) -> None:
+    from fs_platform.feature_registry import feature_registry, format_registry
+
+    entries = feature_registry()
+    click.echo(json.dumps(entries, indent=2) if as_json else format_registry(entries))
+
+
+if __name__ == "__main__":
+    main()

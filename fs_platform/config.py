@@ -1,0 +1,99 @@
+"""Configuration resolved from environment variables, in one place.
+
+Every knob the platform reads from the environment is declared in ``ENV_VARS`` so the
+README table and ``fs-platform config`` can never drift from the code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+#: name -> (default shown to people, description). The README's configuration table mirrors this.
+ENV_VARS: dict[str, tuple[str, str]] = {
+    "FS_HOME": (".fs_platform", "State folder: embedded servers, inbox/archive, reports, model registry."),
+    "FS_DATABASE_URL": (
+        "(embedded)",
+        "External PostgreSQL (postgresql://user:pw@host:port/db). Unset: embedded PG 18.",
+    ),
+    "FS_REDIS_URL": ("(embedded)", "External Redis (redis://host:port/db). Unset: embedded Redis 6.2."),
+    "FS_EARLIEST_EVENT_DATE": ("2020-01-01", "Events before this UTC date are rejected at ingestion."),
+    "FS_FUTURE_TOLERANCE_SECONDS": (
+        "300",
+        "Events further than this in the future (clock skew) are rejected.",
+    ),
+    "FS_INBOX_DIR": (
+        "$FS_HOME/inbox",
+        "Folder the inbox sensor watches (listings/ and interactions/ below it).",
+    ),
+    "FS_ARCHIVE_DIR": ("$FS_HOME/archive", "Where ingested files are moved."),
+    "FS_DBT_TARGET": ("fs", "dbt target name in dbt_project/profiles.yml."),
+    "FS_FEATURES_START_DATE": ("2026-01-01", "First daily partition of the feature pipeline."),
+    "DAGSTER_HOME": (
+        "$FS_HOME/dagster_home",
+        "Dagster instance folder (dagster.yaml with Postgres storage).",
+    ),
+    "FS_TEST_DATABASE_URL": ("(embedded)", "Tests only: server on which tests create throw-away databases."),
+    "FS_TEST_REDIS_URL": (
+        "(embedded)",
+        "Tests only: Redis the tests use (they only touch their own key prefix).",
+    ),
+}
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A snapshot of the environment; cheap to build, so build it where it is needed."""
+
+    home: Path
+    database_url: str | None
+    redis_url: str | None
+    earliest_event_date: date
+    future_tolerance_seconds: int
+    inbox_dir: Path
+    archive_dir: Path
+    dbt_target: str
+    features_start_date: date
+
+    @property
+    def embedded_postgres(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def dagster_home(self) -> Path:
+        return Path(_env("DAGSTER_HOME") or self.home / "dagster_home")
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def model_registry_dir(self) -> Path:
+        return self.home / "models"
+
+
+def get_settings() -> Settings:
+    """Read the environment now (tests change it between cases)."""
+    home = Path(_env("FS_HOME") or ".fs_platform").resolve()
+    return Settings(
+        home=home,
+        database_url=_env("FS_DATABASE_URL"),
+        redis_url=_env("FS_REDIS_URL"),
+        earliest_event_date=date.fromisoformat(_env("FS_EARLIEST_EVENT_DATE") or "2020-01-01"),
+        future_tolerance_seconds=int(_env("FS_FUTURE_TOLERANCE_SECONDS") or 300),
+        inbox_dir=Path(_env("FS_INBOX_DIR") or home / "inbox").resolve(),
+        archive_dir=Path(_env("FS_ARCHIVE_DIR") or home / "archive").resolve(),
+        dbt_target=_env("FS_DBT_TARGET") or "fs",
+        features_start_date=date.fromisoformat(_env("FS_FEATURES_START_DATE") or "2026-01-01"),
+    )

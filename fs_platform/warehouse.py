@@ -1,0 +1,72 @@
+"""DDL of the raw landing schema (DESIGN §3), applied idempotently before any ingestion."""
+
+from __future__ import annotations
+
+import psycopg2.extensions
+
+EVENT_TYPES = ("impression", "listing_viewed", "listing_favorited", "listing_contact_clicked")
+DEVICE_TYPES = ("ios", "android", "web", "other")
+
+_RAW_DDL = f"""
+create schema if not exists raw;
+
+create table if not exists raw.listings (
+    listing_id   uuid primary key,
+    category_id  text not null,
+    city         text not null,
+    price        numeric(12, 2) check (price >= 0),
+    is_premium   boolean not null,
+    image_count  integer not null check (image_count >= 0),
+    created_at   timestamptz,
+    ingested_at  timestamptz not null default now(),
+    source_file  text
+);
+
+create table if not exists raw.user_interactions (
+    event_id     uuid primary key,
+    user_id      uuid not null,
+    listing_id   uuid not null,
+    event_type   text not null check (event_type in ({", ".join(f"'{e}'" for e in EVENT_TYPES)})),
+    occurred_at  timestamptz not null,
+    device_type  text not null check (device_type in ({", ".join(f"'{d}'" for d in DEVICE_TYPES)})),
+    ingested_at  timestamptz not null default now(),
+    source_file  text
+);
+-- events arrive roughly in time order: a BRIN index makes day slices cheap and costs ~nothing to maintain
+create index if not exists user_interactions_occurred_at_brin
+    on raw.user_interactions using brin (occurred_at);
+
+create table if not exists raw.rejected_interactions (
+    rejected_id  bigserial primary key,
+    source_file  text not null,
+    file_sha256  text not null,
+    row_number   bigint not null,
+    payload      jsonb not null,
+    reason       text not null,
+    rejected_at  timestamptz not null default now(),
+    unique (file_sha256, row_number)
+);
+
+create table if not exists raw.rejected_listings (like raw.rejected_interactions including all);
+
+create table if not exists raw.ingested_files (
+    file_id      bigserial primary key,
+    kind         text not null,
+    source_file  text not null,
+    file_sha256  text not null,
+    rows_read    bigint not null,
+    accepted     bigint not null,
+    rejected     bigint not null,
+    duplicates   bigint not null,
+    ingested_at  timestamptz not null default now()
+);
+"""
+
+
+def ensure_raw_schema(conn: psycopg2.extensions.connection) -> None:
+    """Create the raw schema and tables if missing (safe to call concurrently and repeatedly)."""
+    with conn.cursor() as cur:
+        # serialise concurrent first-time creation (two Dagster runs starting together)
+        cur.execute("select pg_advisory_xact_lock(hashtext('fs_platform.raw_ddl'))")
+        cur.execute(_RAW_DDL)
+    conn.commit()
