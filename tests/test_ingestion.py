@@ -1,0 +1,227 @@
+"""Ingestion against a real PostgreSQL: every bad-input class of DESIGN §3, conservation, idempotency."""
+
+from __future__ import annotations
+
+import csv
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from fs_platform.file_reader import UnreadableFileError
+from fs_platform.ingestion import INTERACTION_COLUMNS, LISTING_COLUMNS, ingest_interactions_file, ingest_listings_file
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+L1, L2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
+USER = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+
+
+def _event(**overrides) -> dict:
+    row = {
+        "event_id": str(uuid.uuid4()), "user_id": USER, "listing_id": L1, "event_type": "listing_viewed",
+        "occurred_at": (NOW - timedelta(days=1)).isoformat(), "device_type": "ios",
+    }
+    row.update(overrides)
+    return row
+
+
+def _write_csv(path: Path, rows: list[dict], columns: list[str] = INTERACTION_COLUMNS) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def listed(clean_db, tmp_path):
+    """A warehouse with two known listings."""
+    rows = [
+        {"listing_id": L1, "category_id": "cars", "city": "oslo", "price": "100.00", "is_premium": "false",
+         "image_count": "3", "created_at": "2025-01-01T00:00:00Z"},
+        {"listing_id": L2, "category_id": "cars", "city": "bergen", "price": "", "is_premium": "true",
+         "image_count": "0", "created_at": "2025-01-01T00:00:00Z"},
+    ]
+    report = ingest_listings_file(clean_db, _write_csv(tmp_path / "listings.csv", rows, LISTING_COLUMNS))
+    assert report.accepted == 2
+    return clean_db
+
+
+def _count(conn, table: str) -> int:
+    with conn.cursor() as cur:
+        cur.execute(f"select count(*) from {table}")
+        return cur.fetchone()[0]
+
+
+def _rejections(conn) -> list[tuple[int, str, dict]]:
+    with conn.cursor() as cur:
+        cur.execute("select row_number, reason, payload from raw.rejected_interactions order by row_number")
+        return cur.fetchall()
+
+
+def _ingest_and_check(conn, path: Path):
+    report = ingest_interactions_file(conn, path)
+    assert report.rows_read == report.accepted + report.rejected + report.duplicates
+    return report
+
+
+def test_good_rows_load_from_every_format(listed, tmp_path):
+    rows = [_event() for _ in range(5)]
+    csv_report = _ingest_and_check(listed, _write_csv(tmp_path / "a.csv", rows[:2]))
+    jsonl = tmp_path / "b.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in rows[2:4]) + "\n")
+    json_report = _ingest_and_check(listed, jsonl)
+    frame = pd.DataFrame(rows[4:])
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
+    frame.to_parquet(tmp_path / "c.parquet")
+    pq_report = _ingest_and_check(listed, tmp_path / "c.parquet")
+    assert (csv_report.accepted, json_report.accepted, pq_report.accepted) == (2, 2, 1)
+    assert _count(listed, "raw.user_interactions") == 5
+    assert _count(listed, "raw.rejected_interactions") == 0
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason_part"),
+    [
+        ({"event_id": ""}, "event_id is missing"),
+        ({"event_id": "not-a-uuid"}, "event_id is not a UUID"),
+        ({"user_id": "1234"}, "user_id is not a UUID"),
+        ({"listing_id": "zzzzzzzz-1111-4111-8111-111111111111"}, "listing_id is not a UUID"),
+        ({"occurred_at": "yesterday"}, "occurred_at is not a valid value"),
+        ({"occurred_at": ""}, "occurred_at is missing"),
+        ({"event_type": "listing_shared"}, "unknown event_type 'listing_shared'"),
+        ({"device_type": "fax"}, "unknown device_type 'fax'"),
+        ({"occurred_at": (NOW + timedelta(days=3)).isoformat()}, "is in the future"),
+        ({"occurred_at": "2001-05-05T00:00:00Z"}, "is before the earliest accepted date"),
+        ({"listing_id": "99999999-9999-4999-8999-999999999999"}, "is not a known listing"),
+    ],
+)
+def test_bad_row_is_quarantined_with_reason_and_good_rows_load(listed, tmp_path, bad, reason_part):
+    good = [_event(), _event()]
+    bad_row = _event(**bad)
+    report = _ingest_and_check(listed, _write_csv(tmp_path / "events.csv", [good[0], bad_row, good[1]]))
+    assert (report.rows_read, report.accepted, report.rejected, report.duplicates) == (3, 2, 1, 0)
+    [(row_number, reason, payload)] = _rejections(listed)
+    assert row_number == 2
+    assert reason_part in reason
+    # the original payload is kept as sent
+    assert payload["event_id"] == (bad_row["event_id"] or None)
+    assert _count(listed, "raw.user_interactions") == 2
+
+
+def test_duplicates_within_and_across_files_are_counted_not_loaded(listed, tmp_path):
+    first = [_event() for _ in range(3)]
+    report = _ingest_and_check(listed, _write_csv(tmp_path / "one.csv", first + [first[0]]))
+    assert (report.accepted, report.duplicates) == (3, 1)
+    second = [first[1], _event()]
+    report = _ingest_and_check(listed, _write_csv(tmp_path / "two.csv", second))
+    assert (report.accepted, report.duplicates, report.rejected) == (1, 1, 0)
+    assert _count(listed, "raw.user_interactions") == 4
+
+
+def test_reingesting_the_same_file_changes_nothing(listed, tmp_path):
+    path = _write_csv(tmp_path / "events.csv", [_event(), _event(event_type="nope"), _event()])
+    first = _ingest_and_check(listed, path)
+    before = (_count(listed, "raw.user_interactions"), _count(listed, "raw.rejected_interactions"))
+    again = _ingest_and_check(listed, path)
+    after = (_count(listed, "raw.user_interactions"), _count(listed, "raw.rejected_interactions"))
+    assert (first.accepted, first.rejected) == (2, 1)
+    assert (again.accepted, again.duplicates, again.rejected) == (0, 2, 1)
+    assert before == after == (2, 1)
+
+
+@pytest.mark.parametrize(
+    ("content", "name", "message"),
+    [
+        (b"", "empty.csv", "empty"),
+        (b"event_id,user,listing_id,event_type,occurred_at,device_type\n", "cols.csv", "missing required column"),
+        (b"event_id,user_id\n1,2\n", "few.csv", "missing required column(s) listing_id"),
+        (b"event_id,user_id,listing_id\n", "x.parquet", "not a readable Parquet file"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00binary", "img.jsonl", "not a JSON-lines file"),
+        (b"PAR1garbagePAR1", "broken.parquet", "not a readable Parquet file"),
+        (b"hello", "events.xlsx", "unsupported file type"),
+    ],
+)
+def test_unreadable_file_is_refused_whole(listed, tmp_path, content, name, message):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UnreadableFileError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ingest_interactions_file(listed, path)
+    listed.rollback()
+    assert _count(listed, "raw.user_interactions") == 0
+    assert _count(listed, "raw.rejected_interactions") == 0
+
+
+def test_refused_file_writes_nothing_even_after_good_rows(listed, tmp_path):
+    """A Parquet file missing a column is refused before any row is written."""
+    frame = pd.DataFrame([_event() for _ in range(3)]).drop(columns=["device_type"])
+    frame.to_parquet(tmp_path / "nodevice.parquet")
+    with pytest.raises(UnreadableFileError, match="device_type"):
+        ingest_interactions_file(listed, tmp_path / "nodevice.parquet")
+    listed.rollback()
+    assert _count(listed, "raw.user_interactions") == 0
+
+
+def test_non_utf8_bytes_reject_only_their_row(listed, tmp_path):
+    good = [_event(), _event()]
+    path = _write_csv(tmp_path / "latin1.csv", good)
+    bad = _event(device_type="android")
+    line = ",".join(bad[c] for c in INTERACTION_COLUMNS).encode().replace(b"android", b"andr\xf6id")
+    path.write_bytes(path.read_bytes() + line + b"\n")
+    report = _ingest_and_check(listed, path)
+    assert (report.accepted, report.rejected) == (2, 1)
+    [(_, reason, payload)] = _rejections(listed)
+    assert "not valid UTF-8" in reason
+    assert payload["event_id"] == bad["event_id"]
+
+
+def test_hostile_strings_are_quarantined_verbatim(listed, tmp_path):
+    hostile = [
+        _event(event_type="listing_viewed'); drop table raw.user_interactions; --"),
+        _event(device_type="ios\x00"),
+        _event(user_id="<script>alert(1)</script>"),
+        _event(event_type="x" * 100_000),
+        _event(device_type="\u202eios"),
+    ]
+    jsonl = tmp_path / "hostile.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in [_event(), *hostile]) + "\n{not json\n[1,2]\n")
+    report = _ingest_and_check(listed, jsonl)
+    assert (report.rows_read, report.accepted, report.rejected) == (8, 1, 7)
+    reasons = [r for _, r, _ in _rejections(listed)]
+    assert any("not valid JSON" in r for r in reasons)
+    assert any("not a JSON object" in r for r in reasons)
+    assert _count(listed, "raw.user_interactions") == 1  # the table survived
+    payloads = [p for _, _, p in _rejections(listed)]
+    assert any(p.get("user_id") == "<script>alert(1)</script>" for p in payloads)
+
+
+def test_csv_row_with_wrong_field_count_is_quarantined(listed, tmp_path):
+    path = _write_csv(tmp_path / "ragged.csv", [_event()])
+    path.write_text(path.read_text() + "only,three,fields\n")
+    report = _ingest_and_check(listed, path)
+    assert (report.accepted, report.rejected) == (1, 1)
+    [(_, reason, payload)] = _rejections(listed)
+    assert "3 fields, expected 6" in reason
+    assert payload["raw_line"] == "only,three,fields"
+
+
+def test_listing_redelivery_updates_changed_attributes(listed, tmp_path):
+    rows = [
+        {"listing_id": L1, "category_id": "cars", "city": "oslo", "price": "120.00", "is_premium": "false",
+         "image_count": "3", "created_at": "2025-01-01T00:00:00Z"},
+        {"listing_id": L2, "category_id": "cars", "city": "bergen", "price": "", "is_premium": "true",
+         "image_count": "0", "created_at": "2025-01-01T00:00:00Z"},
+        {"listing_id": str(uuid.uuid4()), "category_id": "cars", "city": "Not A Slug!", "price": "-5",
+         "is_premium": "maybe", "image_count": "x", "created_at": "2025-01-01T00:00:00Z"},
+    ]
+    report = ingest_listings_file(listed, _write_csv(tmp_path / "l2.csv", rows, LISTING_COLUMNS))
+    assert (report.accepted, report.updated, report.duplicates, report.rejected) == (1, 1, 1, 1)
+    with listed.cursor() as cur:
+        cur.execute("select price from raw.listings where listing_id = %s", (L1,))
+        assert float(cur.fetchone()[0]) == 120.0
+        cur.execute("select reason from raw.rejected_listings")
+        [(reason,)] = cur.fetchall()
+    assert "is not a valid value" in reason or "slug" in reason
