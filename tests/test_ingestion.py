@@ -12,7 +12,12 @@ import pandas as pd
 import pytest
 
 from fs_platform.file_reader import UnreadableFileError
-from fs_platform.ingestion import INTERACTION_COLUMNS, LISTING_COLUMNS, ingest_interactions_file, ingest_listings_file
+from fs_platform.ingestion import (
+    INTERACTION_COLUMNS,
+    LISTING_COLUMNS,
+    ingest_interactions_file,
+    ingest_listings_file,
+)
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 L1, L2 = "11111111-1111-4111-8111-111111111111", "22222222-2222-4222-8222-222222222222"
@@ -21,8 +26,12 @@ USER = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
 
 def _event(**overrides) -> dict:
     row = {
-        "event_id": str(uuid.uuid4()), "user_id": USER, "listing_id": L1, "event_type": "listing_viewed",
-        "occurred_at": (NOW - timedelta(days=1)).isoformat(), "device_type": "ios",
+        "event_id": str(uuid.uuid4()),
+        "user_id": USER,
+        "listing_id": L1,
+        "event_type": "listing_viewed",
+        "occurred_at": (NOW - timedelta(days=1)).isoformat(),
+        "device_type": "ios",
     }
     row.update(overrides)
     return row
@@ -40,10 +49,24 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str] = INTERACTION_CO
 def listed(clean_db, tmp_path):
     """A warehouse with two known listings."""
     rows = [
-        {"listing_id": L1, "category_id": "cars", "city": "oslo", "price": "100.00", "is_premium": "false",
-         "image_count": "3", "created_at": "2025-01-01T00:00:00Z"},
-        {"listing_id": L2, "category_id": "cars", "city": "bergen", "price": "", "is_premium": "true",
-         "image_count": "0", "created_at": "2025-01-01T00:00:00Z"},
+        {
+            "listing_id": L1,
+            "category_id": "cars",
+            "city": "oslo",
+            "price": "100.00",
+            "is_premium": "false",
+            "image_count": "3",
+            "created_at": "2025-01-01T00:00:00Z",
+        },
+        {
+            "listing_id": L2,
+            "category_id": "cars",
+            "city": "bergen",
+            "price": "",
+            "is_premium": "true",
+            "image_count": "0",
+            "created_at": "2025-01-01T00:00:00Z",
+        },
     ]
     report = ingest_listings_file(clean_db, _write_csv(tmp_path / "listings.csv", rows, LISTING_COLUMNS))
     assert report.accepted == 2
@@ -137,7 +160,11 @@ def test_reingesting_the_same_file_changes_nothing(listed, tmp_path):
     ("content", "name", "message"),
     [
         (b"", "empty.csv", "empty"),
-        (b"event_id,user,listing_id,event_type,occurred_at,device_type\n", "cols.csv", "missing required column"),
+        (
+            b"event_id,user,listing_id,event_type,occurred_at,device_type\n",
+            "cols.csv",
+            "missing required column",
+        ),
         (b"event_id,user_id\n1,2\n", "few.csv", "missing required column(s) listing_id"),
         (b"event_id,user_id,listing_id\n", "x.parquet", "not a readable Parquet file"),
         (b"\x89PNG\r\n\x1a\n\x00\x00binary", "img.jsonl", "not a JSON-lines file"),
@@ -210,12 +237,33 @@ def test_csv_row_with_wrong_field_count_is_quarantined(listed, tmp_path):
 
 def test_listing_redelivery_updates_changed_attributes(listed, tmp_path):
     rows = [
-        {"listing_id": L1, "category_id": "cars", "city": "oslo", "price": "120.00", "is_premium": "false",
-         "image_count": "3", "created_at": "2025-01-01T00:00:00Z"},
-        {"listing_id": L2, "category_id": "cars", "city": "bergen", "price": "", "is_premium": "true",
-         "image_count": "0", "created_at": "2025-01-01T00:00:00Z"},
-        {"listing_id": str(uuid.uuid4()), "category_id": "cars", "city": "Not A Slug!", "price": "-5",
-         "is_premium": "maybe", "image_count": "x", "created_at": "2025-01-01T00:00:00Z"},
+        {
+            "listing_id": L1,
+            "category_id": "cars",
+            "city": "oslo",
+            "price": "120.00",
+            "is_premium": "false",
+            "image_count": "3",
+            "created_at": "2025-01-01T00:00:00Z",
+        },
+        {
+            "listing_id": L2,
+            "category_id": "cars",
+            "city": "bergen",
+            "price": "",
+            "is_premium": "true",
+            "image_count": "0",
+            "created_at": "2025-01-01T00:00:00Z",
+        },
+        {
+            "listing_id": str(uuid.uuid4()),
+            "category_id": "cars",
+            "city": "Not A Slug!",
+            "price": "-5",
+            "is_premium": "maybe",
+            "image_count": "x",
+            "created_at": "2025-01-01T00:00:00Z",
+        },
     ]
     report = ingest_listings_file(listed, _write_csv(tmp_path / "l2.csv", rows, LISTING_COLUMNS))
     assert (report.accepted, report.updated, report.duplicates, report.rejected) == (1, 1, 1, 1)

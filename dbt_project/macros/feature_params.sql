@@ -1,7 +1,8 @@
 {# The partition cutoff T as a timestamptz literal (var `cutoff`, default today 00:00 UTC). #}
 {% macro cutoff_ts() -%}
-    {%- set cutoff = var('cutoff', none) -%}
-    {%- if cutoff is none -%}
+    {#- the env var lets Dagster vary T without invalidating dbt's partial parse (vars would) -#}
+    {%- set cutoff = var('cutoff', none) or env_var('FS_FEATURE_CUTOFF', '') -%}
+    {%- if not cutoff -%}
         (date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
     {%- else -%}
         ('{{ cutoff }}'::timestamptz)

@@ -1,0 +1,204 @@
+"""The dbt feature pipeline against the independent reference (tests/reference), through Dagster."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+import dagster as dg
+import pandas as pd
+import pytest
+from feature_pipeline import assert_features_equal, load_frames, run_partition, snapshot
+from reference.features import reference_user_features
+
+from fs_platform.synthetic import generate
+
+END = date(2026, 3, 1)  # exclusive end of the generated events
+DAYS = 21
+
+
+@pytest.fixture(scope="module")
+def xs_data():
+    return generate("xs", days=DAYS, seed=7, end=END)
+
+
+@pytest.fixture()
+def loaded(clean_db, tmp_path, xs_data):
+    load_frames(clean_db, xs_data.listings, xs_data.events, tmp_path / "data")
+    return clean_db
+
+
+def _reference(data, day: date, **kwargs) -> dict:
+    cutoff = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+    return reference_user_features(data.events, data.listings, cutoff, **kwargs)
+
+
+def test_incremental_partitions_match_reference_and_full_refresh(loaded, xs_data):
+    """Three partitions run in order (the later ones incrementally) equal the reference to 1e-9;
+    a full refresh of the last one gives the same rows."""
+    days = [END - timedelta(days=10), END - timedelta(days=9), END + timedelta(days=2)]
+    for day in days:
+        result = run_partition(day)
+        assert result.success
+        assert_features_equal(snapshot(loaded, day), _reference(xs_data, day))
+    incremental = snapshot(loaded, days[-1])
+    assert run_partition(days[-1], full_refresh=True).success
+    assert_features_equal(snapshot(loaded, days[-1]), incremental, rel=1e-12)
+    # user_features is the latest partition
+    assert_features_equal(snapshot(loaded, days[-1], "features.user_features"), incremental, rel=0)
+
+
+def test_linear_decay_and_other_knobs_match_reference(loaded, xs_data):
+    day = END - timedelta(days=3)
+    knobs = {"decay_kind": "linear", "window_days": 10, "activity_scale": 4}
+    assert run_partition(day, dbt_vars=knobs, full_refresh=True).success
+    expected = _reference(xs_data, day, decay="linear", window_days=10, activity_scale=4)
+    assert_features_equal(snapshot(loaded, day), expected)
+    knobs = {"half_life_days": 3}
+    assert run_partition(day, dbt_vars=knobs, full_refresh=True).success
+    assert_features_equal(snapshot(loaded, day), _reference(xs_data, day, half_life_days=3))
+
+
+def test_backfill_order_and_reruns_do_not_change_results(loaded, xs_data):
+    """Cold run of D3, days D1..D3 one by one, out-of-order and repeated runs: identical snapshots."""
+    d1, d2, d3 = (END - timedelta(days=k) for k in (6, 5, 4))
+    assert run_partition(d3).success  # cold: builds every rollup of the window
+    cold = snapshot(loaded, d3)
+    for day in (d1, d2, d3):  # d1 goes back in time, then forward again
+        assert run_partition(day).success
+    assert_features_equal(snapshot(loaded, d3), cold, rel=1e-12)
+    assert_features_equal(snapshot(loaded, d1), _reference(xs_data, d1))
+    with loaded.cursor() as cur:
+        cur.execute("select count(*) from features.user_features_history")
+        rows_before = cur.fetchone()[0]
+    assert run_partition(d2).success  # idempotent re-run
+    with loaded.cursor() as cur:
+        cur.execute("select count(*) from features.user_features_history")
+        assert cur.fetchone()[0] == rows_before
+    assert_features_equal(snapshot(loaded, d2), _reference(xs_data, d2))
+
+
+# ------------------------------------------------------------------ hand-made edge cases
+
+T = date(2026, 2, 1)
+T_TS = datetime(2026, 2, 1, tzinfo=UTC)
+CAT_LISTINGS = {
+    "10000000-0000-4000-8000-000000000001": ("cars", "oslo", 100.0),
+    "10000000-0000-4000-8000-000000000002": ("cars", "oslo", 300.0),
+    "10000000-0000-4000-8000-000000000003": ("boats", "bergen", 5000.0),  # alone in its category
+    "10000000-0000-4000-8000-000000000004": ("cars", "bergen", None),  # price on request
+}
+U_EDGE, U_IMPRESSIONS, U_LEAVER, U_AT_T = (f"20000000-0000-4000-8000-00000000000{i}" for i in range(1, 5))
+
+
+def _edge_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    listings = pd.DataFrame(
+        [
+            {
+                "listing_id": lid,
+                "category_id": c,
+                "city": city,
+                "price": p,
+                "is_premium": False,
+                "image_count": 1,
+                "created_at": pd.Timestamp("2025-01-01", tz="UTC"),
+            }
+            for lid, (c, city, p) in CAT_LISTINGS.items()
+        ]
+    )
+    ids = list(CAT_LISTINGS)
+    rows = [
+        (U_EDGE, ids[0], "listing_viewed", T_TS - timedelta(days=90)),  # exactly at T - window: included
+        (U_EDGE, ids[2], "listing_favorited", T_TS - timedelta(days=1)),
+        (U_EDGE, ids[3], "listing_contact_clicked", T_TS - timedelta(hours=5)),
+        (U_IMPRESSIONS, ids[0], "impression", T_TS - timedelta(days=2)),  # w = 0 only: no row
+        (
+            U_LEAVER,
+            ids[1],
+            "listing_viewed",
+            T_TS - timedelta(days=89, hours=12),
+        ),  # leaves the window next day
+        (U_AT_T, ids[1], "listing_viewed", T_TS),  # exactly at T: excluded
+        (U_AT_T, ids[1], "listing_viewed", T_TS - timedelta(days=90, microseconds=1)),  # just before window
+    ]
+    events = pd.DataFrame(
+        [
+            {
+                "event_id": f"30000000-0000-4000-8000-{i:012d}",
+                "user_id": u,
+                "listing_id": lid,
+                "event_type": et,
+                "occurred_at": ts,
+                "device_type": "web",
+            }
+            for i, (u, lid, et, ts) in enumerate(rows)
+        ]
+    )
+    events["occurred_at"] = pd.to_datetime(events["occurred_at"], utc=True)
+    return listings, events
+
+
+def test_edge_cases(clean_db, tmp_path):
+    listings, events = _edge_frames()
+    load_frames(clean_db, listings, events, tmp_path / "edge")
+    assert run_partition(T).success
+    features = snapshot(clean_db, T)
+    assert set(features) == {U_EDGE, U_LEAVER}  # impressions-only and out-of-window users have no row
+    assert_features_equal(features, reference_user_features(events, listings, T_TS))
+    with clean_db.cursor() as cur:
+        cur.execute("select listing_id::text, price_pct from features.listing_features")
+        pct = dict(cur.fetchall())
+    clean_db.commit()
+    assert pct[list(CAT_LISTINGS)[2]] == 0.0  # single priced listing in its category
+    assert pct[list(CAT_LISTINGS)[3]] is None  # price on request
+    assert (pct[list(CAT_LISTINGS)[0]], pct[list(CAT_LISTINGS)[1]]) == (0.0, 1.0)
+
+    next_day = T + timedelta(days=1)
+    assert run_partition(next_day).success
+    assert U_LEAVER not in snapshot(clean_db, next_day, "features.user_features")  # left the window
+    assert U_LEAVER in snapshot(clean_db, T)  # ...but kept in history
+
+    empty_day = T + timedelta(days=200)  # no events in its window
+    result = run_partition(empty_day)
+    assert result.success
+    assert snapshot(clean_db, empty_day) == {}
+    assert snapshot(clean_db, empty_day, "features.user_features") == {}
+
+
+def test_materialization_metadata_and_checks(loaded):
+    day = END - timedelta(days=1)
+    result = run_partition(day)
+    assert result.success
+    metadata = {
+        e.asset_key.to_user_string(): e.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }
+    history = metadata["user_features_history"]
+    assert history["dagster/row_count"].value == history["users"].value > 0
+    assert 0 < history["mean_activity_score"].value < 1
+    assert metadata["user_features"]["dagster/row_count"].value == history["users"].value
+    checks = result.get_asset_check_evaluations()
+    checked_assets = {c.asset_key.to_user_string() for c in checks}
+    assert {"user_features", "user_features_history", "listing_features"} <= checked_assets
+    assert checks and all(c.passed for c in checks)
+    assert any("json_shares_sum_to_one" in c.check_name for c in checks)
+
+
+def test_partition_run_is_recorded_on_a_postgres_backed_instance(loaded, database_url, tmp_path):
+    """dagster.yaml's Postgres storage (dagster-postgres, postgresql+psycopg2) holds the run."""
+    import os
+
+    from fs_platform.instance import prepare_environment
+
+    os.environ["DAGSTER_HOME"] = str(tmp_path / "dagster_home")
+    prepare_environment()
+    instance = dg.DagsterInstance.get()
+    try:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        day = END - timedelta(days=2)
+        result = run_partition(day, instance=instance)
+        assert result.success
+        record = instance.get_latest_materialization_event(dg.AssetKey("user_features"))
+        assert record is not None and record.dagster_event.partition == day.isoformat()
+    finally:
+        instance.dispose()
+        os.environ.pop("DAGSTER_HOME", None)
