@@ -59,12 +59,32 @@ def feature_dbt_assets(
     if config.full_refresh:
         args.append("--full-refresh")
     invocation = dbt.cli(args, context=context)
-    for event in invocation.stream().fetch_row_counts():
-        if isinstance(event, dg.Output) and context.asset_key_for_output(event.output_name) == dg.AssetKey(
-            "user_features_history"
-        ):
-            event = event.with_metadata({**event.metadata, **_summary(postgres, variables["cutoff"])})
+    for event in invocation.stream():
+        if isinstance(event, dg.Output):
+            key = context.asset_key_for_output(event.output_name)
+            extra = _row_count(postgres, key.path[-1], variables["cutoff"])
+            if key == dg.AssetKey("user_features_history"):
+                extra.update(_summary(postgres, variables["cutoff"]))
+            event = event.with_metadata({**event.metadata, **extra})
         yield event
+
+
+# tables whose row count is worth a query; views (stg_*) would rescan raw events
+_COUNTED = {
+    "listing_features": "select count(*) from features.listing_features",
+    "user_features": "select count(*) from features.user_features",
+    "user_features_history": "select count(*) from features.user_features_history where as_of = %(cutoff)s",
+    "int_user_listing_daily": "select count(*) from features.int_user_listing_daily",
+}
+
+
+def _row_count(postgres: PostgresResource, model: str, cutoff: str) -> dict[str, dg.MetadataValue]:
+    """Row counts from our own connection (the manifest's database name may differ from the target's)."""
+    if model not in _COUNTED:
+        return {}
+    with postgres.connect() as conn, conn.cursor() as cur:
+        cur.execute(_COUNTED[model], {"cutoff": cutoff})
+        return {"dagster/row_count": dg.MetadataValue.int(cur.fetchone()[0])}
 
 
 def _summary(postgres: PostgresResource, cutoff: str) -> dict[str, dg.MetadataValue]:

@@ -86,7 +86,10 @@ final as (
         case when total_weight > 0 then category_affinity else '{}'::jsonb end as category_affinity,
         case when total_weight > 0 then city_affinity else '{}'::jsonb end as city_affinity,
         (price_pct_weighted / nullif(priced_weight, 0))::double precision as price_sensitivity,
-        (1 - exp(-total_weight / {{ var('activity_scale') | float }}))::double precision as activity_score,
+        -- 1 - exp(-S/scale) rounds to 1.0 for S > ~37 * scale; clamp to the largest double below 1
+        -- so the documented range [0, 1) holds (a change of at most 1.1e-16)
+        least(1 - exp(-total_weight / {{ var('activity_scale') | float }}), 1 - 1.1102230246251565e-16)::double precision
+            as activity_score,
         {{ cutoff_ts() }} as as_of,
         now() as last_updated_at
     from per_user
