@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import time
+import uuid
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import dagster as dg
+import pandas as pd
 from tqdm import tqdm
 
 from fs_platform.config import get_settings
 from fs_platform.instance import prepare_environment
 from fs_platform.runtime import pg_connect, redact
+
+#: keep the console readable: the full event log is in the Dagster UI
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+DEMO_DAYS = 14
 
 
 def _definitions() -> dg.Definitions:
@@ -29,8 +37,17 @@ def backfill_features(
     prepare_environment()
     instance = instance or dg.DagsterInstance.get()
     defs = _definitions()
-    results = []
     days = [start + timedelta(days=i) for i in range((end - start).days + 1)]
+    log_path = get_settings().home / "logs" / "backfill-dbt.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    print(f"backfilling {len(days)} partitions {start}..{end} (dbt output: {log_path})")
+    with log_path.open("a") as log, contextlib.redirect_stdout(log):
+        results = _run_partitions(days, feature_dbt_assets, instance, defs, full_refresh)
+    return results
+
+
+def _run_partitions(days, feature_dbt_assets, instance, defs, full_refresh) -> list[dg.ExecuteInJobResult]:
+    results = []
     for i, day in enumerate(tqdm(days, desc="feature partitions", unit="day")):
         config = {"full_refresh": full_refresh and i == 0}
         result = dg.materialize(
@@ -38,7 +55,7 @@ def backfill_features(
             partition_key=day.isoformat(),
             instance=instance,
             resources=defs.resources,
-            run_config={"ops": {"feature_dbt_assets": {"config": config}}},
+            run_config={"ops": {"feature_dbt_assets": {"config": config}}, **QUIET},
             raise_on_error=True,
         )
         results.append(result)
@@ -56,16 +73,20 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
     print(f"services: postgres {redact(urls.database_url)}, redis {urls.redis_url}")
 
     end = datetime.now(UTC).date()
-    data = generate("xs", days=days, seed=seed, end=end, progress=True)
+    data = generate("xs", days=days or DEMO_DAYS, seed=seed, end=end, progress=True)
     written = write_parquet(data, settings.inbox_dir)
     truth_dir = settings.home / "ground_truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
     for path in written.get("ground_truth", []):
         shutil.move(str(path), truth_dir / path.name)
     print(f"generated {len(data.events):,} events, {len(data.listings):,} listings into {settings.inbox_dir}")
+    _write_messy_delivery(settings.inbox_dir / "interactions" / "zz_partner_feed.csv", data.events)
 
     result = dg.materialize(
-        [raw_listings, raw_user_interactions], instance=instance, resources=_definitions().resources
+        [raw_listings, raw_user_interactions],
+        instance=instance,
+        resources=_definitions().resources,
+        run_config=QUIET,
     )
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
@@ -82,6 +103,18 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
     print("Open the Dagster UI on the same instance and data:  make ui   (then http://127.0.0.1:3000)")
     print('Explore with dbt/psql:  eval "$(.venv/bin/fs-platform services env)"; psql "$FS_DATABASE_URL"')
     return 0
+
+
+def _write_messy_delivery(path: Path, events: pd.DataFrame) -> None:
+    """A small partner CSV with typical defects, to show quarantine in the demo's output."""
+    sample = events.head(6).copy()
+    sample["event_id"] = [str(uuid.UUID(int=uuid.UUID(e).int ^ 1)) for e in sample["event_id"]]
+    sample["occurred_at"] = sample["occurred_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    sample.iloc[1, sample.columns.get_loc("event_type")] = "listing_shared"  # unknown type
+    sample.iloc[2, sample.columns.get_loc("occurred_at")] = "2099-01-01T00:00:00Z"  # future
+    sample.iloc[3, sample.columns.get_loc("user_id")] = "not-a-uuid"
+    sample = pd.concat([sample, sample.iloc[[0]]])  # duplicate delivery of one event
+    sample.to_csv(path, index=False)
 
 
 def _print_features(database_url: str) -> None:

@@ -202,3 +202,34 @@ def test_partition_run_is_recorded_on_a_postgres_backed_instance(loaded, databas
     finally:
         instance.dispose()
         os.environ.pop("DAGSTER_HOME", None)
+
+
+def test_dbt_unit_tests_pass(loaded, database_url):
+    """The `unit_tests:` in the yml (decay math, share normalisation, rollups) run with real dbt."""
+    import os
+    import subprocess
+
+    from fs_platform.dbt_project import DBT_PROJECT_DIR, dbt_executable
+    from fs_platform.runtime import pg_env
+
+    assert run_partition(END).success  # the models the unit tests mock must exist
+    env = {**os.environ, **pg_env(database_url)}
+    result = subprocess.run(
+        [
+            dbt_executable(),
+            "test",
+            "--select",
+            "test_type:unit",
+            "--profiles-dir",
+            ".",
+            "--target-path",
+            "target/pytest_unit",
+        ],
+        cwd=DBT_PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "PASS=3" in result.stdout

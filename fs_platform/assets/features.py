@@ -53,7 +53,8 @@ def feature_dbt_assets(
     variables = dbt_vars_for(context.partition_key, overrides)
     # T travels as an env var: a changed --vars value would invalidate dbt's partial parse (~8 s)
     os.environ["FS_FEATURE_CUTOFF"] = variables["cutoff"]
-    args = ["build"]
+    # dbt unit tests check the SQL logic, not the data: they run in the test suite, not every day
+    args = ["build", "--exclude", "test_type:unit"]
     if overrides:
         args += ["--vars", json.dumps(overrides)]
     if config.full_refresh:

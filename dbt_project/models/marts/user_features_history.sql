@@ -1,6 +1,8 @@
 {#
   One snapshot of every user's features per daily partition (as_of = cutoff T), built from the
   daily rollups of the window [T - window_days, T). Re-running a partition replaces its snapshot.
+  `full_refresh=false`: a --full-refresh rebuilds the rollups from raw events but never wipes the
+  other snapshots (drop the table by hand for a schema change).
 #}
 {{
     config(
@@ -8,6 +10,7 @@
         incremental_strategy='delete+insert',
         unique_key='as_of',
         on_schema_change='fail',
+        full_refresh=false,
         indexes=[{'columns': ['as_of']}],
         post_hook="delete from {{ this }} where as_of < {{ cutoff_ts() }} - interval '{{ var('history_retention_days') | int }} days'",
     )

@@ -1,0 +1,174 @@
+"""Feature pipeline speed at one scale, measured side by side in one run (issue #3).
+
+- reference: one hand-written grouped aggregation of the decayed category affinity over the
+  window (float8), straight from raw events — the speed limit a full recompute is held to;
+- full recompute of a partition: every dbt model with ``--full-refresh`` (rollups from raw);
+- daily incremental: the next day's partition after that (one day of raw events + rollups);
+- naive pandas: what a ``daily_feature_update.py`` job would do (read the window, group by).
+Times of dbt runs are the models' own SQL times from run_results.json (dbt's ~3 s process
+start-up is reported separately as wall time).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.common import target, write_result
+from bench.database import bench_database
+from fs_platform.dbt_project import DBT_PROJECT_DIR, dbt_executable
+from fs_platform.runtime import pg_connect, pg_env
+
+REFERENCE_SQL = """
+create temp table bench_reference as
+select e.user_id, l.category_id,
+       sum((case e.event_type when 'listing_viewed' then 1.0 when 'listing_favorited' then 3.0
+                 when 'listing_contact_clicked' then 5.0 else 0.0 end)::float8
+           * power(0.5::float8, (extract(epoch from (%(cutoff)s::timestamptz - e.occurred_at))::float8 / 86400.0) / 14.0))
+           as decayed_weight
+from raw.user_interactions e
+join raw.listings l on l.listing_id = e.listing_id
+where e.occurred_at >= %(cutoff)s::timestamptz - interval '90 days' and e.occurred_at < %(cutoff)s::timestamptz
+  and e.event_type <> 'impression'
+group by e.user_id, l.category_id
+"""
+
+
+def _reference_seconds(database_url: str, cutoff: datetime) -> float:
+    conn = pg_connect(database_url)
+    with conn.cursor() as cur:
+        started = time.perf_counter()
+        cur.execute(REFERENCE_SQL, {"cutoff": cutoff})
+        seconds = time.perf_counter() - started
+        cur.execute("drop table bench_reference")
+    conn.rollback()
+    conn.close()
+    return seconds
+
+
+def _dbt_run(database_url: str, cutoff: datetime, full_refresh: bool) -> tuple[float, float, dict]:
+    env = {**os.environ, **pg_env(database_url), "FS_FEATURE_CUTOFF": cutoff.isoformat()}
+    args = [dbt_executable(), "run", "--profiles-dir", ".", "--target-path", "target/bench", "--quiet"]
+    if full_refresh:
+        args.append("--full-refresh")
+    started = time.perf_counter()
+    subprocess.run(args, cwd=DBT_PROJECT_DIR, env=env, check=True)
+    wall = time.perf_counter() - started
+    results = json.loads((DBT_PROJECT_DIR / "target/bench/run_results.json").read_text())
+    per_model = {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]}
+    return sum(per_model.values()), wall, per_model
+
+
+def _pandas_seconds(database_url: str, cutoff: datetime) -> float:
+    """A straightforward pandas job: load the window, weight, decay, group, normalise."""
+    started = time.perf_counter()
+    conn = pg_connect(database_url)
+    events = pd.read_sql(
+        "select user_id::text, listing_id::text, event_type, occurred_at from raw.user_interactions "
+        "where occurred_at >= %(c)s::timestamptz - interval '90 days' and occurred_at < %(c)s::timestamptz",
+        conn,
+        params={"c": cutoff},
+    )
+    listings = pd.read_sql(
+        "select listing_id::text, category_id, city, price::float8 as price from raw.listings", conn
+    )
+    conn.close()
+    weights = {
+        "impression": 0.0,
+        "listing_viewed": 1.0,
+        "listing_favorited": 3.0,
+        "listing_contact_clicked": 5.0,
+    }
+    listings["price_pct"] = listings.groupby("category_id")["price"].rank(method="min", pct=False)
+    counts = listings.groupby("category_id")["price"].transform("count")
+    listings["price_pct"] = (listings["price_pct"] - 1) / (counts - 1).where(counts > 1, np.nan)
+    listings.loc[counts == 1, "price_pct"] = 0.0
+    df = events.merge(listings, on="listing_id")
+    df["w"] = df["event_type"].map(weights)
+    df = df[df["w"] > 0]
+    age = (pd.Timestamp(cutoff) - df["occurred_at"]).dt.total_seconds() / 86400
+    df["v"] = df["w"] * 0.5 ** (age / 14)
+    total = df.groupby("user_id")["v"].sum()
+    cat = df.groupby(["user_id", "category_id"])["v"].sum() / total
+    city = df.groupby(["user_id", "city"])["v"].sum() / total
+    priced = df[df["price_pct"].notna()]
+    price = (priced["v"] * priced["price_pct"]).groupby(priced["user_id"]).sum() / priced.groupby("user_id")[
+        "v"
+    ].sum()
+    features = pd.DataFrame({"activity_score": 1 - np.exp(-total / 10), "price_sensitivity": price})
+    features["category_affinity"] = cat.groupby(level=0).apply(lambda s: s.droplevel(0).to_dict())
+    features["city_affinity"] = city.groupby(level=0).apply(lambda s: s.droplevel(0).to_dict())
+    assert len(features) > 0
+    return time.perf_counter() - started
+
+
+def run(scale: str, runs: int, workdir: Path) -> Path:
+    database_url = bench_database(scale)
+    conn = pg_connect(database_url)
+    with conn.cursor() as cur:
+        cur.execute("select max(occurred_at) from raw.user_interactions")
+        last = cur.fetchone()[0]
+    conn.close()
+    if last is None:
+        raise SystemExit("no raw events in the bench database: run the ingestion benchmark first")
+    next_day = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
+    cutoff = next_day - timedelta(days=1)  # the partition before the last, so "the next day" exists
+
+    reference = min(_reference_seconds(database_url, cutoff) for _ in range(max(1, runs)))
+    full_runs = [_dbt_run(database_url, cutoff, full_refresh=True) for _ in range(max(1, runs))]
+    full_sql, full_wall, full_models = min(full_runs, key=lambda r: r[0])
+    incremental_sql, incremental_wall, incremental_models = _dbt_run(
+        database_url, next_day, full_refresh=False
+    )
+    reference_after = _reference_seconds(database_url, cutoff)  # same moment as the dbt runs: cache-fair
+    reference = min(reference, reference_after)
+    pandas_seconds = _pandas_seconds(database_url, cutoff)
+
+    conn = pg_connect(database_url)
+    with conn.cursor() as cur:
+        cur.execute("select count(*) from raw.user_interactions")
+        events = cur.fetchone()[0]
+        cur.execute("select count(*) from features.user_features")
+        users = cur.fetchone()[0]
+        cur.execute("select count(*) from features.int_user_listing_daily")
+        rollup_rows = cur.fetchone()[0]
+    conn.close()
+
+    ratios = {
+        "full_recompute_vs_reference_query": full_sql / reference,
+        "incremental_vs_full_recompute": incremental_sql / full_sql,
+        "naive_pandas_vs_full_recompute": pandas_seconds / full_sql,
+    }
+    metrics = {
+        "raw_events": events,
+        "users_with_features": users,
+        "rollup_rows": rollup_rows,
+        "reference_query_seconds": reference,
+        "full_recompute_seconds": full_sql,
+        "full_recompute_wall_seconds_with_dbt_startup": full_wall,
+        "incremental_seconds": incremental_sql,
+        "incremental_wall_seconds_with_dbt_startup": incremental_wall,
+        "naive_pandas_seconds": pandas_seconds,
+        **{f"full_model_seconds.{k}": v for k, v in full_models.items()},
+        **{f"incremental_model_seconds.{k}": v for k, v in incremental_models.items()},
+    }
+    targets = [
+        target("full recompute / reference query", ratios["full_recompute_vs_reference_query"], "<= 1.5"),
+        target("daily incremental / full recompute", ratios["incremental_vs_full_recompute"], "<= 0.15"),
+    ]
+    return write_result(
+        "features",
+        scale,
+        metrics,
+        ratios,
+        targets,
+        notes=f"Partition cutoff {cutoff:%Y-%m-%d}, incremental {next_day:%Y-%m-%d}; "
+        "dbt model SQL times from run_results.json.",
+    )

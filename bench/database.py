@@ -1,0 +1,30 @@
+"""The benchmark database: on the configured server (embedded unless FS_DATABASE_URL is set)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse, urlunparse
+
+import psycopg2
+import psycopg2.extensions
+
+from fs_platform.runtime import ensure_services
+
+
+def bench_database(scale: str) -> str:
+    """URL of ``fs_bench_<scale>`` on the platform's server, created if missing."""
+    server = ensure_services().database_url
+    name = f"fs_bench_{scale}"
+    admin = psycopg2.connect(server)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("select 1 from pg_database where datname = %s", (name,))
+        if cur.fetchone() is None:
+            cur.execute(f"create database {name}")
+    admin.close()
+    return urlunparse(urlparse(server)._replace(path=f"/{name}"))
+
+
+def reset_schemas(conn: psycopg2.extensions.connection) -> None:
+    with conn.cursor() as cur:
+        cur.execute("drop schema if exists raw, staging, features cascade")
+    conn.commit()
