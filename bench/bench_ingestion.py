@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from bench.common import target, write_result
 from bench.database import bench_database, reset_schemas
-from fs_platform.ingestion import ingest_interactions_file, ingest_listings_file
+from fs_platform.ingestion import ingest_interactions_file, ingest_listings_file, ingest_many
 from fs_platform.runtime import pg_connect
 from fs_platform.synthetic import generate, write_parquet
 
@@ -41,8 +40,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
     for path in written["listings"]:
         ingest_listings_file(conn, path)
     totals = {"rows_read": 0, "accepted": 0, "rejected": 0, "duplicates": 0}
-    for path in tqdm(written["interactions"], desc="ingest", unit="file"):
-        report = ingest_interactions_file(conn, path)
+    for report in ingest_many(database_url, written["interactions"], ingest_interactions_file, progress=True):
         for key in totals:
             totals[key] += getattr(report, key)
     ingest_seconds = time.perf_counter() - started

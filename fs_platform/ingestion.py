@@ -12,8 +12,11 @@ import hashlib
 import io
 import json
 import re
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +27,11 @@ import psycopg2.extensions
 import psycopg2.extras
 import pyarrow as pa
 import pyarrow.csv as pacsv
+from tqdm import tqdm
 
 from fs_platform.config import Settings, get_settings
 from fs_platform.file_reader import ReadResult, payload_of, read_rows
+from fs_platform.runtime import pg_connect
 from fs_platform.validation import InteractionRow, ListingRow, failure_reasons, time_window_reasons
 from fs_platform.warehouse import ensure_raw_schema
 
@@ -160,6 +165,8 @@ def ingest_interactions_file(
                 select e.event_id, e.user_id, e.listing_id, e.event_type, e.occurred_at, e.device_type, %s
                 from _ingest_events e
                 where exists (select 1 from raw.listings l where l.listing_id = e.listing_id)
+                -- a fixed key order means concurrent loads of overlapping files cannot deadlock
+                order by e.event_id
                 on conflict (event_id) do nothing
                 returning 1
             )
@@ -181,6 +188,45 @@ def ingest_interactions_file(
         _finish(cur, report, started)
     conn.commit()
     return report
+
+
+def ingest_many(
+    database_url: str,
+    paths: list[Path],
+    ingest_file: Callable[[psycopg2.extensions.connection, Path], IngestReport],
+    *,
+    workers: int = 2,
+    progress: bool = False,
+) -> list[IngestReport]:
+    """Ingest files concurrently, one connection and one transaction per file.
+
+    Parsing/validation of one file overlaps with the database work of another; each file stays
+    all-or-nothing. Reports come back in the order of ``paths``; the first failure is re-raised
+    after the other in-flight files have finished (their commits are kept: they were valid).
+    """
+    local = threading.local()
+    connections: list[psycopg2.extensions.connection] = []
+    lock = threading.Lock()
+
+    def work(path: Path) -> IngestReport:
+        if not hasattr(local, "conn"):
+            local.conn = pg_connect(database_url)
+            with lock:
+                connections.append(local.conn)
+        try:
+            return ingest_file(local.conn, path)
+        except Exception:
+            local.conn.rollback()
+            raise
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            futures = [pool.submit(work, path) for path in paths]
+            iterator = tqdm(futures, desc="ingest", unit="file", disable=not progress)
+            return [future.result() for future in iterator]
+    finally:
+        for conn in connections:
+            conn.close()
 
 
 # ----------------------------------------------------------------------------- listings

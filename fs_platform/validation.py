@@ -19,16 +19,18 @@ from fs_platform.warehouse import DEVICE_TYPES, EVENT_TYPES
 
 UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 SLUG_RE = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"
+#: strings are Arrow-backed so regex/isin checks run in C++ (and the dtype check is a no-op)
+_ARROW = {"storage": "pyarrow"}
 
 
 class InteractionRow(pa.DataFrameModel):
     """One parsed row of an interactions file (DESIGN §3)."""
 
-    event_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE)
-    user_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE)
-    listing_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE)
-    event_type: Series[pd.StringDtype] = pa.Field(nullable=False, isin=list(EVENT_TYPES))
-    device_type: Series[pd.StringDtype] = pa.Field(nullable=False, isin=list(DEVICE_TYPES))
+    event_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
+    user_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
+    listing_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
+    event_type: Series[pd.StringDtype] = pa.Field(nullable=False, isin=list(EVENT_TYPES), dtype_kwargs=_ARROW)
+    device_type: Series[pd.StringDtype] = pa.Field(nullable=False, isin=list(DEVICE_TYPES), dtype_kwargs=_ARROW)
     occurred_at: Series[pd.DatetimeTZDtype] = pa.Field(
         nullable=False, dtype_kwargs={"unit": "us", "tz": "UTC"}
     )
@@ -41,11 +43,11 @@ class InteractionRow(pa.DataFrameModel):
 class ListingRow(pa.DataFrameModel):
     """One parsed row of a listings file (DESIGN §3)."""
 
-    listing_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE)
+    listing_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
     category_id: Series[pd.StringDtype] = pa.Field(
         nullable=False, str_length={"min_value": 1, "max_value": 100}
     )
-    city: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=SLUG_RE)
+    city: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=SLUG_RE, dtype_kwargs=_ARROW)
     price: Series[float] = pa.Field(nullable=True, ge=0, lt=1e10)
     is_premium: Series[pd.BooleanDtype] = pa.Field(nullable=False)
     image_count: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=0, le=10_000)
