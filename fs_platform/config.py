@@ -35,6 +35,29 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "$FS_HOME/dagster_home",
         "Dagster instance folder (dagster.yaml with Postgres storage).",
     ),
+    "FS_REDIS_PREFIX": ("fs", "Prefix of every online-store key in Redis (one Redis can host several stores)."),
+    "FS_REDIS_TIMEOUT_SECONDS": (
+        "0.5",
+        "Connect/read timeout of online-store reads; Redis slower than this counts as down (503).",
+    ),
+    "FS_ONLINE_MAX_AGE_HOURS": (
+        "36",
+        "Served features whose snapshot as_of is older than this are flagged stale.",
+    ),
+    "FS_ONLINE_CACHE_SIZE": ("10000", "Entries of the serving API's in-process feature cache (0: off)."),
+    "FS_ONLINE_CACHE_TTL_SECONDS": (
+        "1.0",
+        "How long the API trusts its cached snapshot pointer before asking Redis again.",
+    ),
+    "FS_ONLINE_BUILD_TTL_SECONDS": (
+        "3600",
+        "TTL of a snapshot while it is written: a killed sync's partial snapshot expires after this.",
+    ),
+    "FS_ONLINE_GRACE_SECONDS": (
+        "60",
+        "How long a replaced snapshot stays readable after a flip (in-flight readers), then expires.",
+    ),
+    "FS_API_KEYS": ("(none)", "Comma-separated API keys; when set, every /v1 route needs X-API-Key."),
     "FS_TEST_DATABASE_URL": ("(embedded)", "Tests only: server on which tests create throw-away databases."),
     "FS_TEST_REDIS_URL": (
         "(embedded)",
@@ -61,6 +84,14 @@ class Settings:
     archive_dir: Path
     dbt_target: str
     features_start_date: date
+    redis_prefix: str = "fs"
+    redis_timeout_seconds: float = 0.5
+    online_max_age_hours: float = 36.0
+    online_cache_size: int = 10_000
+    online_cache_ttl_seconds: float = 1.0
+    online_build_ttl_seconds: int = 3600
+    online_grace_seconds: int = 60
+    api_keys: tuple[str, ...] = ()
 
     @property
     def embedded_postgres(self) -> bool:
@@ -96,4 +127,12 @@ def get_settings() -> Settings:
         archive_dir=Path(_env("FS_ARCHIVE_DIR") or home / "archive").resolve(),
         dbt_target=_env("FS_DBT_TARGET") or "fs",
         features_start_date=date.fromisoformat(_env("FS_FEATURES_START_DATE") or "2026-01-01"),
+        redis_prefix=_env("FS_REDIS_PREFIX") or "fs",
+        redis_timeout_seconds=float(_env("FS_REDIS_TIMEOUT_SECONDS") or 0.5),
+        online_max_age_hours=float(_env("FS_ONLINE_MAX_AGE_HOURS") or 36),
+        online_cache_size=int(_env("FS_ONLINE_CACHE_SIZE") or 10_000),
+        online_cache_ttl_seconds=float(_env("FS_ONLINE_CACHE_TTL_SECONDS") or 1.0),
+        online_build_ttl_seconds=int(_env("FS_ONLINE_BUILD_TTL_SECONDS") or 3600),
+        online_grace_seconds=int(_env("FS_ONLINE_GRACE_SECONDS") or 60),
+        api_keys=tuple(k.strip() for k in (_env("FS_API_KEYS") or "").split(",") if k.strip()),
     )

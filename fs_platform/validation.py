@@ -30,7 +30,9 @@ class InteractionRow(pa.DataFrameModel):
     user_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
     listing_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
     event_type: Series[pd.StringDtype] = pa.Field(nullable=False, isin=list(EVENT_TYPES), dtype_kwargs=_ARROW)
-    device_type: Series[pd.StringDtype] = pa.Field(nullable=False, isin=list(DEVICE_TYPES), dtype_kwargs=_ARROW)
+    device_type: Series[pd.StringDtype] = pa.Field(
+        nullable=False, isin=list(DEVICE_TYPES), dtype_kwargs=_ARROW
+    )
     occurred_at: Series[pd.DatetimeTZDtype] = pa.Field(
         nullable=False, dtype_kwargs={"unit": "us", "tz": "UTC"}
     )

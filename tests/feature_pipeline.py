@@ -47,6 +47,27 @@ def run_partition(
     )
 
 
+def run_range(
+    first: date | str,
+    last: date | str,
+    *,
+    full_refresh: bool = False,
+    instance: dg.DagsterInstance | None = None,
+) -> dg.ExecuteInJobResult:
+    """A backfill of first..last (inclusive) as Dagster runs it: one run over the partition range."""
+    config = {"dbt_vars_json": "{}", "full_refresh": full_refresh}
+    return dg.materialize(
+        [feature_dbt_assets],
+        resources=defs.resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": str(first),
+            "dagster/asset_partition_range_end": str(last),
+        },
+        run_config={"ops": {"feature_dbt_assets": {"config": config}}},
+    )
+
+
 def snapshot(
     conn: psycopg2.extensions.connection, as_of: date | str, table: str = "features.user_features_history"
 ) -> dict:

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 import dagster as dg
 import pandas as pd
 import pytest
-from feature_pipeline import assert_features_equal, load_frames, run_partition, snapshot
+from feature_pipeline import assert_features_equal, load_frames, run_partition, run_range, snapshot
 from reference.features import reference_user_features
 
 from fs_platform.synthetic import generate
@@ -58,23 +58,34 @@ def test_linear_decay_and_other_knobs_match_reference(loaded, xs_data):
     assert_features_equal(snapshot(loaded, day), _reference(xs_data, day, half_life_days=3))
 
 
-def test_backfill_order_and_reruns_do_not_change_results(loaded, xs_data):
-    """Cold run of D3, days D1..D3 one by one, out-of-order and repeated runs: identical snapshots."""
+def test_backfill_of_a_range_equals_days_one_by_one(loaded, xs_data):
+    """Cold run of D3; a range backfill D1..D3 (one run); the days one by one again (idempotent
+    re-runs, going back in time first): every snapshot is the same, and D1 matches the reference."""
     d1, d2, d3 = (END - timedelta(days=k) for k in (6, 5, 4))
     assert run_partition(d3).success  # cold: builds every rollup of the window
     cold = snapshot(loaded, d3)
-    for day in (d1, d2, d3):  # d1 goes back in time, then forward again
-        assert run_partition(day).success
-    assert_features_equal(snapshot(loaded, d3), cold, rel=1e-12)
-    assert_features_equal(snapshot(loaded, d1), _reference(xs_data, d1))
+    result = run_range(d1, d3)
+    assert result.success
+    materialized = {
+        e.partition
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "user_features"
+    }
+    assert materialized == {d1.isoformat(), d2.isoformat(), d3.isoformat()}
+    by_range = {day: snapshot(loaded, day) for day in (d1, d2, d3)}
+    assert_features_equal(by_range[d3], cold, rel=1e-12)
     with loaded.cursor() as cur:
         cur.execute("select count(*) from features.user_features_history")
         rows_before = cur.fetchone()[0]
-    assert run_partition(d2).success  # idempotent re-run
+    for day in (d1, d2, d3):
+        assert run_partition(day).success
+        assert_features_equal(snapshot(loaded, day), by_range[day], rel=1e-12)
     with loaded.cursor() as cur:
         cur.execute("select count(*) from features.user_features_history")
         assert cur.fetchone()[0] == rows_before
-    assert_features_equal(snapshot(loaded, d2), _reference(xs_data, d2))
+    loaded.commit()
+    assert_features_equal(by_range[d1], _reference(xs_data, d1))
+    assert_features_equal(by_range[d2], _reference(xs_data, d2))
 
 
 # ------------------------------------------------------------------ hand-made edge cases

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliInvocation, DbtCliResource, dbt_assets
 
 from fs_platform.dbt_project import dbt_project, ensure_manifest
 from fs_platform.dbt_translator import FeatureDbtTranslator
@@ -39,7 +39,8 @@ def dbt_vars_for(partition_key: str, overrides: dict[str, Any] | None = None) ->
     project=dbt_project,
     dagster_dbt_translator=FeatureDbtTranslator(),
     partitions_def=daily_partitions,
-    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=1),
+    # a backfill of a range is one run that walks the days in order (each day one `dbt build`)
+    backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def feature_dbt_assets(
     context: dg.AssetExecutionContext,
@@ -47,27 +48,46 @@ def feature_dbt_assets(
     postgres: PostgresResource,
     config: FeatureRunConfig,
 ) -> Iterator[Any]:
-    """`dbt build` for partition D with cutoff T = D 00:00 UTC (models, then their tests)."""
+    """`dbt build` for each partition D of the run, in date order, with cutoff T = D 00:00 UTC.
+
+    Every day's models and data tests must pass before the next day starts; the events of the
+    last day (materializations, asset-check results) are reported for the whole range.
+    """
     postgres.export_dbt_env()
     overrides = json.loads(config.dbt_vars_json)
-    variables = dbt_vars_for(context.partition_key, overrides)
+    days = sorted(context.partition_keys)
+    for i, day in enumerate(days):
+        invocation = _build_partition(
+            context, dbt, day, overrides, full_refresh=config.full_refresh and i == 0
+        )
+        if i < len(days) - 1:
+            invocation.wait()  # raises on a failed model or test
+            context.log.info(f"partition {day}: dbt build succeeded")
+            continue
+        cutoff = dbt_vars_for(day, overrides)["cutoff"]
+        for event in invocation.stream():
+            if isinstance(event, dg.Output):
+                key = context.asset_key_for_output(event.output_name)
+                extra = _row_count(postgres, key.path[-1], cutoff)
+                if key == dg.AssetKey("user_features_history"):
+                    extra.update(_summary(postgres, cutoff))
+                extra["partitions_in_run"] = dg.MetadataValue.int(len(days))
+                event = event.with_metadata({**event.metadata, **extra})
+            yield event
+
+
+def _build_partition(
+    context: dg.AssetExecutionContext, dbt: DbtCliResource, day: str, overrides: dict, full_refresh: bool
+) -> DbtCliInvocation:
     # T travels as an env var: a changed --vars value would invalidate dbt's partial parse (~8 s)
-    os.environ["FS_FEATURE_CUTOFF"] = variables["cutoff"]
+    os.environ["FS_FEATURE_CUTOFF"] = dbt_vars_for(day, overrides)["cutoff"]
     # dbt unit tests check the SQL logic, not the data: they run in the test suite, not every day
     args = ["build", "--exclude", "test_type:unit"]
     if overrides:
         args += ["--vars", json.dumps(overrides)]
-    if config.full_refresh:
+    if full_refresh:
         args.append("--full-refresh")
-    invocation = dbt.cli(args, context=context)
-    for event in invocation.stream():
-        if isinstance(event, dg.Output):
-            key = context.asset_key_for_output(event.output_name)
-            extra = _row_count(postgres, key.path[-1], variables["cutoff"])
-            if key == dg.AssetKey("user_features_history"):
-                extra.update(_summary(postgres, variables["cutoff"]))
-            event = event.with_metadata({**event.metadata, **extra})
-        yield event
+    return dbt.cli(args, context=context)
 
 
 # tables whose row count is worth a query; views (stg_*) would rescan raw events
