@@ -3,9 +3,10 @@
   Features for any cutoff T are exact functions of these sums (DESIGN §4), so a daily run reads
   one day of raw events instead of the whole window.
 
-  Incremental: rebuilds the days in the window that are not yet rolled up (first run, a gap,
-  a backfill further back) plus the last `late_arrival_days` days before T. Changing
-  `half_life_days` or `event_weights` requires `--full-refresh` (the sums embed them).
+  Incremental: rebuilds the days in the window that are not yet rolled up (first run, days after
+  the newest rolled-up day, a backfill further back than the oldest) plus the last
+  `late_arrival_days` days before T. Changing `half_life_days` or `event_weights` requires
+  `--full-refresh` (the sums embed them).
 #}
 {{
     config(
@@ -18,33 +19,42 @@
 }}
 
 {% set window_start %}({{ cutoff_ts() }} - interval '{{ window_days() }} days'){% endset %}
+{% set weighted_types = [] %}
+{% for event_type, weight in var('event_weights').items() if weight | float > 0 %}
+    {% do weighted_types.append(event_type) %}
+{% endfor %}
 
-with bounds as (
-    {% if is_incremental() %}
-    select
-        min(event_day) as first_day,
-        max(event_day) as last_day
-    from {{ this }}
-    {% else %}
-    select null::date as first_day, null::date as last_day
-    {% endif %}
-),
+{#- Which days to (re)build: ranges are plain constants so the BRIN index on occurred_at narrows
+    the scan to them (an incremental day reads one day of raw events, not the window). -#}
+{% set ranges = [] %}
+{% if is_incremental() and execute %}
+    {% set bounds = run_query("select min(event_day), max(event_day) from " ~ this).rows[0] %}
+{% else %}
+    {% set bounds = [none, none] %}
+{% endif %}
+{% if bounds[0] is none %}
+    {% do ranges.append((window_start, cutoff_ts())) %}
+{% else %}
+    {% set after_last %}(('{{ bounds[1] }}'::date + 1 - {{ var('late_arrival_days') | int }})::timestamp at time zone 'UTC'){% endset %}
+    {% set first_day %}('{{ bounds[0] }}'::date::timestamp at time zone 'UTC'){% endset %}
+    {% do ranges.append(("greatest(" ~ window_start ~ ", " ~ after_last ~ ")", cutoff_ts())) %}
+    {% do ranges.append((window_start, "least(" ~ first_day ~ ", " ~ cutoff_ts() ~ ")")) %}
+{% endif %}
 
-events as (
+with events as (
     select
-        e.user_id,
-        e.listing_id,
-        e.event_type,
-        e.occurred_at,
-        (e.occurred_at at time zone 'UTC')::date as event_day
-    from {{ ref('stg_user_interactions') }} as e
-    cross join bounds as b
-    where e.occurred_at >= {{ window_start }}
-      and e.occurred_at < {{ cutoff_ts() }}
+        user_id,
+        listing_id,
+        event_type,
+        occurred_at,
+        (occurred_at at time zone 'UTC')::date as event_day
+    from {{ ref('stg_user_interactions') }}
+    -- impressions weigh 0: drop them before any arithmetic
+    where event_type in ({% for t in weighted_types %}'{{ t }}'{{ "," if not loop.last }}{% endfor %}{% if not weighted_types %}null{% endif %})
       and (
-          b.last_day is null
-          or e.occurred_at >= ((b.last_day + 1 - {{ var('late_arrival_days') | int }})::timestamp at time zone 'UTC')
-          or e.occurred_at < (b.first_day::timestamp at time zone 'UTC')
+        {%- for lower, upper in ranges %}
+          (occurred_at >= {{ lower }} and occurred_at < {{ upper }}){{ " or" if not loop.last }}
+        {%- endfor %}
       )
 ),
 
