@@ -23,9 +23,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg2.errors
 import psycopg2.extensions
 import psycopg2.extras
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from tqdm import tqdm
 
@@ -152,42 +154,81 @@ def ingest_interactions_file(
     valid = valid[~in_file_dup]
 
     with conn.cursor() as cur:
-        cur.execute(
-            "create temp table _ingest_events (event_id uuid, user_id uuid, listing_id uuid, event_type text, "
-            "occurred_at timestamptz, device_type text, row_number bigint) on commit drop"
-        )
-        _copy_frame(cur, "_ingest_events", valid.assign(row_number=valid.index))
-        cur.execute(
-            """
-            with inserted as (
-                insert into raw.user_interactions
-                    (event_id, user_id, listing_id, event_type, occurred_at, device_type, source_file)
-                select e.event_id, e.user_id, e.listing_id, e.event_type, e.occurred_at, e.device_type, %s
-                from _ingest_events e
-                where exists (select 1 from raw.listings l where l.listing_id = e.listing_id)
-                -- a fixed key order means concurrent loads of overlapping files cannot deadlock
-                order by e.event_id
-                on conflict (event_id) do nothing
-                returning 1
+        known = _existing_ids(cur, "raw.listings", "listing_id", valid["listing_id"].unique())
+        unknown_listing = ~_isin(valid["listing_id"], known)
+        unknown_reasons = {
+            int(row): f"listing_id {lid} is not a known listing"
+            for row, lid in zip(
+                valid.index[unknown_listing], valid["listing_id"][unknown_listing], strict=True
             )
-            select count(*) from inserted
-            """,
-            (report.source_file,),
-        )
-        report.accepted = cur.fetchone()[0]
-        cur.execute(
-            "select e.row_number, e.listing_id::text from _ingest_events e "
-            "where not exists (select 1 from raw.listings l where l.listing_id = e.listing_id)"
-        )
-        unknown = cur.fetchall()
-        unknown_reasons = {int(r): f"listing_id {lid} is not a known listing" for r, lid in unknown}
-        report.duplicates += len(valid) - report.accepted - len(unknown_reasons)
+        }
+        candidates = valid[~unknown_listing]
+        report.accepted = _insert_events(cur, candidates, report.source_file)
+        report.duplicates += len(candidates) - report.accepted
         all_reasons = {int(k): str(v) for k, v in reasons.items()}
         all_reasons.update(unknown_reasons)
         _quarantine(cur, "raw.rejected_interactions", report, read, all_reasons)
         _finish(cur, report, started)
     conn.commit()
     return report
+
+
+def _isin(series: pd.Series, values: set[str]) -> np.ndarray:
+    """Vectorised membership in Arrow (pandas' isin on Arrow strings loops in Python)."""
+    if not values:
+        return np.zeros(len(series), dtype=bool)
+    mask = pc.is_in(pa.array(series, type=pa.string()), value_set=pa.array(sorted(values), type=pa.string()))
+    return mask.to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _existing_ids(cur: psycopg2.extensions.cursor, table: str, column: str, ids: np.ndarray) -> set[str]:
+    """Which of ``ids`` (canonical lower-case UUID text) are already keys of ``table``."""
+    if len(ids) == 0:
+        return set()
+    cur.execute(
+        f"select {column}::text from {table} where {column} = any(%s::uuid[])", ("{" + ",".join(ids) + "}",)
+    )
+    return {row[0] for row in cur.fetchall()}
+
+
+def _insert_events(cur: psycopg2.extensions.cursor, events: pd.DataFrame, source_file: str) -> int:
+    """Insert the events not stored yet; returns how many were inserted.
+
+    Fast path: look the ids up in the primary key and COPY the new rows straight into the table.
+    If a concurrent load inserted one of them meanwhile (unique violation), fall back to a temp
+    table and ``insert ... on conflict do nothing`` in key order (deadlock-free), which is exact
+    under concurrency.
+    """
+    if events.empty:
+        return 0
+    stored = _existing_ids(cur, "raw.user_interactions", "event_id", events["event_id"].to_numpy())
+    new = events[~_isin(events["event_id"], stored)].assign(source_file=source_file)
+    columns = ["event_id", "user_id", "listing_id", "event_type", "occurred_at", "device_type", "source_file"]
+    cur.execute("savepoint fast_copy")
+    try:
+        _copy_frame(cur, "raw.user_interactions", new[columns])
+        cur.execute("release savepoint fast_copy")
+        return len(new)
+    except psycopg2.errors.UniqueViolation:
+        cur.execute("rollback to savepoint fast_copy")
+    cur.execute(
+        "create temp table _ingest_events (event_id uuid, user_id uuid, listing_id uuid, event_type text, "
+        "occurred_at timestamptz, device_type text, source_file text) on commit drop"
+    )
+    _copy_frame(cur, "_ingest_events", new[columns])
+    cur.execute(
+        f"""
+        with inserted as (
+            insert into raw.user_interactions ({", ".join(columns)})
+            select {", ".join(columns)} from _ingest_events
+            order by event_id  -- a fixed key order: concurrent loads cannot deadlock
+            on conflict (event_id) do nothing
+            returning 1
+        )
+        select count(*) from inserted
+        """
+    )
+    return cur.fetchone()[0]
 
 
 def ingest_many(

@@ -273,3 +273,33 @@ def test_listing_redelivery_updates_changed_attributes(listed, tmp_path):
         cur.execute("select reason from raw.rejected_listings")
         [(reason,)] = cur.fetchall()
     assert "is not a valid value" in reason or "slug" in reason
+
+
+def test_overlapping_files_loaded_concurrently_count_each_event_once(listed, tmp_path, database_url):
+    from fs_platform.ingestion import ingest_many
+
+    shared = [_event() for _ in range(200)]
+    files = [_write_csv(tmp_path / f"part{i}.csv", shared + [_event() for _ in range(100)]) for i in range(4)]
+    reports = ingest_many(database_url, files, ingest_interactions_file, workers=2)
+    assert sum(r.accepted for r in reports) == 200 + 4 * 100
+    assert sum(r.duplicates for r in reports) == 3 * 200
+    assert _count(listed, "raw.user_interactions") == 600
+
+
+def test_race_with_a_concurrent_load_falls_back_to_on_conflict(listed, tmp_path, monkeypatch):
+    """If another load stores an event between our lookup and our COPY, the COPY's unique violation
+    sends the file down the temp-table + `on conflict do nothing` path: nothing is counted twice."""
+    import fs_platform.ingestion as ingestion
+
+    first = [_event() for _ in range(5)]
+    _ingest_and_check(listed, _write_csv(tmp_path / "first.csv", first))
+    real_lookup = ingestion._existing_ids
+
+    def lookup_that_misses_the_race(cur, table, column, ids):
+        # simulate the race: the events stored by the "other" load are not seen by our lookup
+        return set() if table == "raw.user_interactions" else real_lookup(cur, table, column, ids)
+
+    monkeypatch.setattr(ingestion, "_existing_ids", lookup_that_misses_the_race)
+    report = _ingest_and_check(listed, _write_csv(tmp_path / "second.csv", first[:3] + [_event(), _event()]))
+    assert (report.accepted, report.duplicates) == (2, 3)
+    assert _count(listed, "raw.user_interactions") == 7
