@@ -194,15 +194,15 @@ def _existing_ids(cur: psycopg2.extensions.cursor, table: str, column: str, ids:
 def _insert_events(cur: psycopg2.extensions.cursor, events: pd.DataFrame, source_file: str) -> int:
     """Insert the events not stored yet; returns how many were inserted.
 
-    Fast path: look the ids up in the primary key and COPY the new rows straight into the table.
-    If a concurrent load inserted one of them meanwhile (unique violation), fall back to a temp
-    table and ``insert ... on conflict do nothing`` in key order (deadlock-free), which is exact
-    under concurrency.
+    Fast path (a new delivery): COPY the rows straight into the table, in key order so the
+    primary-key B-tree is updated page by page. If any id is already stored — a re-delivery, or a
+    concurrent load of an overlapping file — the unique violation rolls the COPY back and the rows
+    go through a temp table and ``insert ... on conflict do nothing`` in key order (exact under
+    concurrency, deadlock-free).
     """
     if events.empty:
         return 0
-    stored = _existing_ids(cur, "raw.user_interactions", "event_id", events["event_id"].to_numpy())
-    new = events[~_isin(events["event_id"], stored)].assign(source_file=source_file)
+    new = events.sort_values("event_id").assign(source_file=source_file)
     columns = ["event_id", "user_id", "listing_id", "event_type", "occurred_at", "device_type", "source_file"]
     cur.execute("savepoint fast_copy")
     try:

@@ -286,20 +286,11 @@ def test_overlapping_files_loaded_concurrently_count_each_event_once(listed, tmp
     assert _count(listed, "raw.user_interactions") == 600
 
 
-def test_race_with_a_concurrent_load_falls_back_to_on_conflict(listed, tmp_path, monkeypatch):
-    """If another load stores an event between our lookup and our COPY, the COPY's unique violation
-    sends the file down the temp-table + `on conflict do nothing` path: nothing is counted twice."""
-    import fs_platform.ingestion as ingestion
-
+def test_redelivery_mixed_with_new_events_takes_the_on_conflict_path(listed, tmp_path):
+    """A file holding stored and new events: the fast COPY hits the primary key, rolls back to its
+    savepoint, and the on-conflict path inserts exactly the new ones."""
     first = [_event() for _ in range(5)]
     _ingest_and_check(listed, _write_csv(tmp_path / "first.csv", first))
-    real_lookup = ingestion._existing_ids
-
-    def lookup_that_misses_the_race(cur, table, column, ids):
-        # simulate the race: the events stored by the "other" load are not seen by our lookup
-        return set() if table == "raw.user_interactions" else real_lookup(cur, table, column, ids)
-
-    monkeypatch.setattr(ingestion, "_existing_ids", lookup_that_misses_the_race)
     report = _ingest_and_check(listed, _write_csv(tmp_path / "second.csv", first[:3] + [_event(), _event()]))
     assert (report.accepted, report.duplicates) == (2, 3)
     assert _count(listed, "raw.user_interactions") == 7
