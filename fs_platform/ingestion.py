@@ -264,7 +264,15 @@ def ingest_many(
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             futures = [pool.submit(work, path) for path in paths]
             iterator = tqdm(futures, desc="ingest", unit="file", disable=not progress)
-            return [future.result() for future in iterator]
+            reports = [future.result() for future in iterator]
+        if any(r.accepted for r in reports):
+            # fresh statistics now, so the next day-range query over the new rows uses the BRIN index
+            # instead of waiting for autovacuum's next visit
+            with pg_connect(database_url) as conn, conn.cursor() as cur:
+                cur.execute("analyze raw.listings")
+                cur.execute("analyze raw.user_interactions")
+            conn.close()
+        return reports
     finally:
         for conn in connections:
             conn.close()
