@@ -8,7 +8,7 @@ SCALE ?= xs
 RUNS ?= 1
 export FS_HOME ?= $(CURDIR)/.fs_platform
 
-.PHONY: install demo test ui bench lint services-stop clean
+.PHONY: install demo test ui serve bench lint services-stop clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ test: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/fs-platform ui
+
+serve: $(STAMP)
+	$(BIN)/fs-platform serve
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run --scale $(SCALE) --runs $(RUNS)

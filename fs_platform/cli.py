@@ -180,6 +180,67 @@ def ui(port: int) -> None:
     )
 
 
+# ---------------------------------------------------------------- online store and serving
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["users", "listings", "all"]), default="all", show_default=True)
+@click.option("--allow-empty", is_flag=True, help="Publish even when the source table is empty.")
+def sync(kind: str, allow_empty: bool) -> None:
+    """Publish the feature marts to Redis as atomic snapshots (what the sync assets do)."""
+    from fs_platform.online_store import KINDS, connect
+    from fs_platform.online_sync import sync_snapshot
+    from fs_platform.runtime import ensure_services, pg_connect
+
+    settings = get_settings()
+    urls = ensure_services(settings)
+    client = connect(urls.redis_url, timeout_seconds=30)
+    conn = pg_connect(urls.database_url)
+    try:
+        for name in KINDS if kind == "all" else [kind]:
+            result = sync_snapshot(
+                KINDS[name],
+                conn,
+                client,
+                prefix=settings.redis_prefix,
+                build_ttl=settings.online_build_ttl_seconds,
+                grace_seconds=settings.online_grace_seconds,
+                allow_empty=allow_empty,
+            )
+            click.echo(
+                f"{name}: {result.rows:,} rows, {result.bytes:,} bytes in {result.seconds:.2f}s "
+                f"-> snapshot {result.snapshot_id} (as_of {result.as_of:%Y-%m-%d %H:%M} UTC)"
+            )
+    finally:
+        conn.close()
+        client.close()
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Worker processes.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+def serve(host: str, port: int, workers: int, access_log: bool) -> None:
+    """Start the serving API (uvicorn) on the online store."""
+    import uvicorn
+
+    from fs_platform.runtime import EmbeddedRedis
+
+    settings = get_settings()
+    if settings.redis_url is None:  # start the embedded Redis once, here, for every worker
+        os.environ["FS_REDIS_URL"] = EmbeddedRedis(settings.home).start()
+    uvicorn.run(
+        "fs_platform.serving:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        log_level="info",
+    )
+
+
 @main.group()
 def features() -> None:
     """The feature registry (descriptions and meta from the dbt yml files)."""

@@ -35,7 +35,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "$FS_HOME/dagster_home",
         "Dagster instance folder (dagster.yaml with Postgres storage).",
     ),
-    "FS_REDIS_PREFIX": ("fs", "Prefix of every online-store key in Redis (one Redis can host several stores)."),
+    "FS_REDIS_PREFIX": (
+        "fs",
+        "Prefix of every online-store key in Redis (one Redis can host several stores).",
+    ),
     "FS_REDIS_TIMEOUT_SECONDS": (
         "0.5",
         "Connect/read timeout of online-store reads; Redis slower than this counts as down (503).",

@@ -7,16 +7,33 @@ from dagster_dbt import DbtCliResource
 
 from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.assets.ingestion import raw_listings, raw_user_interactions
+from fs_platform.assets.online import online_listing_features, online_sync_sensor, online_user_features
+from fs_platform.assets.training import (
+    ctr_model_asset,
+    ctr_model_promotion,
+    training_set_asset,
+    weekly_training_job,
+    weekly_training_schedule,
+)
 from fs_platform.dbt_project import dbt_executable, dbt_project
 from fs_platform.resources import PostgresResource, RedisResource
 from fs_platform.schedules import daily_features_job, daily_features_schedule
 from fs_platform.sensors import inbox_sensor
 
 defs = dg.Definitions(
-    assets=[raw_listings, raw_user_interactions, feature_dbt_assets],
-    jobs=[daily_features_job],
-    schedules=[daily_features_schedule],
-    sensors=[inbox_sensor],
+    assets=[
+        raw_listings,
+        raw_user_interactions,
+        feature_dbt_assets,
+        online_user_features,
+        online_listing_features,
+        training_set_asset,
+        ctr_model_asset,
+    ],
+    asset_checks=[ctr_model_promotion],
+    jobs=[daily_features_job, weekly_training_job],
+    schedules=[daily_features_schedule, weekly_training_schedule],
+    sensors=[inbox_sensor, online_sync_sensor],
     resources={
         "postgres": PostgresResource(),
         "redis": RedisResource(),

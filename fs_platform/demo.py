@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import time
 import uuid
@@ -94,6 +95,10 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
     first_day = data.events["occurred_at"].min().date() + timedelta(days=1)
     backfill_features(first_day, end, full_refresh=True, instance=instance)
     _print_features(urls.database_url)
+    sync_online_store(instance, urls.database_url)
+    from fs_platform.training_demo import demo_window, train_demo_model
+
+    train_demo_model(instance, _definitions().resources, *demo_window(end, days or DEMO_DAYS), truth_dir)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f}s.")
     print("Open the Dagster UI on the same instance and data:  make ui   (then http://127.0.0.1:3000)")
     print('Explore with dbt/psql:  eval "$(.venv/bin/fs-platform services env)"; psql "$FS_DATABASE_URL"')
@@ -134,3 +139,36 @@ def _print_features(database_url: str) -> None:
             print(f"    categories { ({k: round(v, 3) for k, v in top_cats.items()}) }")
             print(f"    cities     { ({k: round(v, 3) for k, v in top_cities.items()}) }")
     conn.close()
+
+
+def sync_online_store(instance: dg.DagsterInstance, database_url: str) -> None:
+    """Publish the features to Redis (the two sync assets) and show how to query them over HTTP."""
+    from fs_platform.assets.online import online_listing_features, online_user_features
+
+    result = dg.materialize(
+        [online_user_features, online_listing_features],
+        instance=instance,
+        resources=_definitions().resources,
+        run_config=QUIET,
+    )
+    events = result.get_asset_materialization_events()
+    meta = {e.asset_key.path[-1]: e.materialization.metadata for e in events}
+    users, listings = meta["online_user_features"], meta["online_listing_features"]
+    print(
+        f"\nonline store (Redis): {users['users_written'].value:,} users in snapshot "
+        f"{users['snapshot_id'].value}, {listings['listings_written'].value:,} listings"
+    )
+    conn = pg_connect(database_url)
+    with conn.cursor() as cur:
+        cur.execute("select user_id from features.user_features order by activity_score desc limit 2")
+        first, second = (str(row[0]) for row in cur.fetchall())
+        cur.execute("select listing_id from features.listing_features order by listing_id limit 1")
+        listing = str(cur.fetchone()[0])
+    conn.close()
+    api = "http://127.0.0.1:8000"
+    print("Serve them (another terminal):  make serve   (OpenAPI docs: http://127.0.0.1:8000/docs)")
+    print(f"  curl -s {api}/v1/users/{first}/features")
+    print(f"  curl -s '{api}/v1/users/{first}/features?names=activity_score,price_sensitivity'")
+    body = json.dumps({"user_ids": [first, second]})
+    print(f"  curl -s -X POST {api}/v1/features/batch -H 'Content-Type: application/json' -d '{body}'")
+    print(f"  curl -s {api}/v1/listings/{listing}/features")

@@ -86,3 +86,21 @@ def redis_url(service_urls: dict[str, str]) -> str:
 @pytest.fixture()
 def redis_conn(redis_url: str):
     return redis_client(redis_url)
+
+
+@pytest.fixture(scope="session")
+def warehouse(request, service_urls, tmp_path_factory):
+    """Real features of two partitions in a private database (see tests/online_support.py)."""
+    from online_support import online_warehouse
+
+    return online_warehouse(request, service_urls, tmp_path_factory)
+
+
+@pytest.fixture()
+def prefix(warehouse):
+    """An empty online store of our own; its keys are deleted afterwards."""
+    from online_support import delete_prefix, unique_prefix
+
+    name = unique_prefix(warehouse)
+    yield name
+    delete_prefix(warehouse.redis(), name)

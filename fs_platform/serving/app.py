@@ -1,0 +1,280 @@
+"""The FastAPI app factory: feature routes, health, readiness, metrics, auth and error mapping.
+
+Handlers are plain ``def`` functions: the Redis client is blocking, so FastAPI runs them in its
+thread pool and a slow Redis (bounded by FS_REDIS_TIMEOUT_SECONDS) never stalls the event loop,
+/healthz or /metrics. Responses are serialised with orjson straight into a ``Response``; the
+pydantic models document them (OpenAPI) without re-validating every payload on the hot path.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from fs_platform.config import Settings, get_settings
+from fs_platform.online_store import (
+    KINDS,
+    OnlineStore,
+    OnlineStoreError,
+    OnlineStoreUnavailable,
+    SnapshotInfo,
+    SnapshotMissing,
+)
+from fs_platform.serving import schemas
+from fs_platform.serving.auth import api_key_dependency
+from fs_platform.serving.metrics import MetricsMiddleware, ServingMetrics
+
+DESCRIPTION = """
+Per-user and per-listing features of the marketplace recommender, read from the Redis online
+store. Every response is answered from **one** snapshot (see `snapshot` in the body); features
+older than `FS_ONLINE_MAX_AGE_HOURS` are served with `snapshot.stale = true` and the header
+`X-Features-Stale: true`.
+
+Errors: `422` invalid input (message says what is wrong), `404` unknown user/listing,
+`401`/`403` missing/invalid `X-API-Key` (only when `FS_API_KEYS` is set), `503` Redis
+unreachable or no snapshot published yet (retry; the API recovers by itself).
+"""
+
+_JSON = "application/json"
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=_JSON, headers=headers)
+
+
+def _snapshot_body(info: SnapshotInfo, stale: bool) -> dict[str, Any]:
+    return {
+        "snapshot_id": info.snapshot_id,
+        "as_of": info.as_of,
+        "written_at": info.written_at,
+        "age_seconds": round(info.age_seconds(datetime.now(UTC)), 3),
+        "stale": stale,
+    }
+
+
+def _headers(info: SnapshotInfo, stale: bool) -> dict[str, str]:
+    return {"X-Snapshot-Id": info.snapshot_id, "X-Features-Stale": "true" if stale else "false"}
+
+
+def _names(names: list[str] | None) -> list[str] | None:
+    """`?names=a&names=b` and `?names=a,b` both work."""
+    if not names:
+        return None
+    return [n.strip() for value in names for n in value.split(",") if n.strip()]
+
+
+class InvalidRequest(Exception):
+    """Input that passed type validation but is still wrong (e.g. an unknown feature name)."""
+
+
+def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    described = {
+        401: (schemas.ErrorResponse, "X-API-Key missing (only when FS_API_KEYS is set)."),
+        403: (schemas.ErrorResponse, "X-API-Key not one of FS_API_KEYS."),
+        404: (schemas.NotFoundResponse, "The current snapshot has no features for this id."),
+        422: (schemas.ValidationErrorResponse, "Invalid input; `detail` says what is wrong."),
+        503: (schemas.ErrorResponse, "Redis unreachable or too slow, or no snapshot published yet."),
+    }
+    return {code: {"model": described[code][0], "description": described[code][1]} for code in codes}
+
+
+def create_app(store: OnlineStore | None = None, settings: Settings | None = None) -> FastAPI:
+    """Build the app; ``store`` defaults to the FS_* configuration (cache on)."""
+    settings = settings or get_settings()
+    store = store or OnlineStore.from_settings(settings)
+    metrics = ServingMetrics(store)
+    app = FastAPI(
+        title="fs-platform serving API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        openapi_tags=[
+            {"name": "features", "description": "Online features from the current snapshot."},
+            {"name": "operations", "description": "Health, readiness and Prometheus metrics."},
+        ],
+    )
+    app.state.store = store
+    app.state.metrics = metrics
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _install_error_handlers(app, metrics)
+
+    dependencies = [Depends(api_key_dependency(settings.api_keys, metrics))] if settings.api_keys else []
+    auth_codes = (401, 403) if settings.api_keys else ()
+    v1 = APIRouter(prefix="/v1", tags=["features"], dependencies=dependencies)
+
+    @v1.get(
+        "/users/{user_id}/features",
+        response_model=schemas.UserFeaturesResponse,
+        responses=_error_responses(*auth_codes, 404, 422, 503),
+        summary="Features of one user",
+    )
+    def user_features(
+        user_id: Annotated[UUID, Path(description="The user's UUID.", examples=[schemas.USER_ID_EXAMPLE])],
+        names: Annotated[
+            list[str] | None,
+            Query(
+                description="Only these features: repeat the parameter or separate with commas.",
+                examples=["category_affinity,activity_score"],
+            ),
+        ] = None,
+    ) -> Response:
+        try:
+            vector = store.get_user(str(user_id), _names(names))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        snapshot = _snapshot_body(vector.snapshot, vector.stale)
+        if vector.stale:
+            metrics.stale.labels("users").inc()
+        if vector.features is None:
+            detail = f"user {user_id} has no features in snapshot {vector.snapshot.snapshot_id}"
+            return _json(
+                {"detail": detail, "snapshot": snapshot}, 404, _headers(vector.snapshot, vector.stale)
+            )
+        body = {"user_id": vector.entity_id, "features": vector.features, "snapshot": snapshot}
+        return _json(body, headers=_headers(vector.snapshot, vector.stale))
+
+    @v1.post(
+        "/features/batch",
+        response_model=schemas.BatchResponse,
+        responses=_error_responses(*auth_codes, 422, 503),
+        summary=f"Features of up to {schemas.MAX_BATCH} users, from one snapshot",
+    )
+    def batch_features(request: schemas.BatchRequest) -> Response:
+        try:
+            batch = store.get_users([str(u) for u in request.user_ids], request.names)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        results = [{"user_id": uid, "found": f is not None, "features": f} for uid, f in batch.rows.items()]
+        found = sum(1 for r in results if r["found"])
+        if batch.stale:
+            metrics.stale.labels("users").inc()
+        body = {
+            "snapshot": _snapshot_body(batch.snapshot, batch.stale),
+            "found": found,
+            "missing": len(results) - found,
+            "results": results,
+        }
+        return _json(body, headers=_headers(batch.snapshot, batch.stale))
+
+    @v1.get(
+        "/listings/{listing_id}/features",
+        response_model=schemas.ListingFeaturesResponse,
+        responses=_error_responses(*auth_codes, 404, 422, 503),
+        summary="Features of one listing",
+    )
+    def listing_features(
+        listing_id: Annotated[
+            UUID, Path(description="The listing's UUID.", examples=[schemas.LISTING_ID_EXAMPLE])
+        ],
+    ) -> Response:
+        vector = store.get_listing(str(listing_id))
+        snapshot = _snapshot_body(vector.snapshot, vector.stale)
+        if vector.stale:
+            metrics.stale.labels("listings").inc()
+        if vector.features is None:
+            detail = f"listing {listing_id} has no features in snapshot {vector.snapshot.snapshot_id}"
+            return _json(
+                {"detail": detail, "snapshot": snapshot}, 404, _headers(vector.snapshot, vector.stale)
+            )
+        body = {"listing_id": vector.entity_id, "features": vector.features, "snapshot": snapshot}
+        return _json(body, headers=_headers(vector.snapshot, vector.stale))
+
+    app.include_router(v1)
+    _add_operations_routes(app, store, metrics)
+    return app
+
+
+def _add_operations_routes(app: FastAPI, store: OnlineStore, metrics: ServingMetrics) -> None:
+    @app.get("/healthz", response_model=schemas.Health, tags=["operations"], summary="The process is up")
+    def healthz() -> Response:
+        return _json({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        response_model=schemas.Readiness,
+        responses={503: {"model": schemas.Readiness, "description": "Not ready (body says why)."}},
+        tags=["operations"],
+        summary="Redis reachable and a user snapshot published",
+    )
+    def readyz() -> Response:
+        snapshots: dict[str, dict[str, Any] | None] = {}
+        redis_ok = store.ping()
+        detail = None if redis_ok else "Redis unreachable"
+        if redis_ok:
+            for kind in KINDS:
+                try:
+                    info = store.snapshot(kind)
+                except OnlineStoreError as exc:
+                    redis_ok, detail, info = False, str(exc), None
+                stale = info is not None and info.is_stale(store.max_age)
+                snapshots[kind] = _snapshot_body(info, stale) if info else None
+        ready = redis_ok and snapshots.get("users") is not None
+        if redis_ok and not ready:
+            detail = (
+                "no user snapshot published yet (materialize online_user_features or run `fs-platform sync`)"
+            )
+        body = {"ready": ready, "redis": redis_ok, "snapshots": snapshots, "detail": detail}
+        return _json(body, 200 if ready else 503)
+
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": "fs_serving_cache_hit_ratio 0.42\n"}}}},
+    )
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _install_error_handlers(app: FastAPI, metrics: ServingMetrics) -> None:
+    @app.exception_handler(OnlineStoreUnavailable)
+    async def unavailable(request: Request, exc: OnlineStoreUnavailable) -> Response:
+        metrics.errors.labels("redis_unavailable").inc()
+        return _json({"detail": f"online store unavailable: {exc}"}, 503, {"Retry-After": "1"})
+
+    @app.exception_handler(SnapshotMissing)
+    async def no_snapshot(request: Request, exc: SnapshotMissing) -> Response:
+        metrics.errors.labels("no_snapshot").inc()
+        return _json({"detail": str(exc)}, 503, {"Retry-After": "30"})
+
+    @app.exception_handler(OnlineStoreError)
+    async def store_error(request: Request, exc: OnlineStoreError) -> Response:
+        metrics.errors.labels("internal").inc()
+        return _json({"detail": f"online store error: {exc}"}, 500)
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid(request: Request, exc: InvalidRequest) -> Response:
+        metrics.errors.labels("invalid_request").inc()
+        return _json({"detail": str(exc), "errors": [{"loc": [], "msg": str(exc)}]}, 422)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation(request: Request, exc: RequestValidationError) -> Response:
+        metrics.errors.labels("invalid_request").inc()
+        errors = [_plain_error(e) for e in exc.errors()]
+        detail = "; ".join(f"{' '.join(map(str, e['loc']))}: {e['msg']}" for e in errors)
+        return _json({"detail": detail, "errors": errors}, 422)
+
+
+def _plain_error(error: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic error in words a client understands, with the offending input (shortened)."""
+    loc = list(error.get("loc", ()))
+    msg = error.get("msg", "invalid")
+    kind = error.get("type", "")
+    given = error.get("input")
+    if kind.startswith("uuid"):
+        msg = f"not a valid UUID: {given!r}"
+    elif kind == "too_long" and loc[-1:] == ["user_ids"]:
+        msg = f"batch too large: {len(given)} user ids, at most {schemas.MAX_BATCH} per request"
+    elif kind == "too_short" and loc[-1:] == ["user_ids"]:
+        msg = "user_ids is empty: send at least one user id"
+    shown = given if isinstance(given, str | int | float | bool) or given is None else type(given).__name__
+    if isinstance(shown, str) and len(shown) > 80:
+        shown = shown[:80] + "..."
+    return {"loc": loc, "msg": msg, "input": shown}

@@ -1,0 +1,200 @@
+"""Request and response models: they validate input and document the API (OpenAPI examples)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH = 1000
+
+USER_ID_EXAMPLE = "6f1c2b1e-3c3a-4d7e-9a55-0b8f7d1f2a10"
+LISTING_ID_EXAMPLE = "2c3d5b09-d7ab-4307-aa92-0069819b4cf0"
+SNAPSHOT_EXAMPLE = {
+    "snapshot_id": "20261122T031502-9f2c41aa",
+    "as_of": "2026-11-22T00:00:00+00:00",
+    "written_at": "2026-11-22T03:15:02.418000+00:00",
+    "age_seconds": 11702.4,
+    "stale": False,
+}
+USER_FEATURES_EXAMPLE = {
+    "category_affinity": {"cat_03": 0.71, "cat_11": 0.29},
+    "city_affinity": {"warszawa": 0.84, "krakow": 0.16},
+    "price_sensitivity": 0.42,
+    "activity_score": 0.63,
+}
+LISTING_FEATURES_EXAMPLE = {
+    "category_id": "cat_00",
+    "city": "gdansk",
+    "price": 447.94,
+    "price_pct": 0.31,
+    "is_premium": False,
+    "image_count": 10,
+    "created_at": "2026-10-18T04:41:14.947141+00:00",
+}
+
+
+class Snapshot(BaseModel):
+    """The one snapshot a response was read from."""
+
+    snapshot_id: str = Field(description="Id of the Redis snapshot (changes at every sync).")
+    as_of: datetime = Field(description="Feature cutoff T of the snapshot (listings: when it was read).")
+    written_at: datetime = Field(description="When the sync published the snapshot.")
+    age_seconds: float = Field(description="Now minus as_of.")
+    stale: bool = Field(
+        description="True when age_seconds exceeds FS_ONLINE_MAX_AGE_HOURS: served, but flagged."
+    )
+
+    model_config = ConfigDict(json_schema_extra={"examples": [SNAPSHOT_EXAMPLE]})
+
+
+class UserFeatures(BaseModel):
+    """A user's features (only the requested ones when `names` is given)."""
+
+    category_affinity: dict[str, float] | None = Field(
+        None, description="Share of decayed weighted interactions per category (sums to 1)."
+    )
+    city_affinity: dict[str, float] | None = Field(None, description="The same per city.")
+    price_sensitivity: float | None = Field(
+        None, description="Weighted mean price percentile in [0, 1]; null when no priced listing."
+    )
+    activity_score: float | None = Field(None, description="1 - exp(-S/10) in [0, 1).")
+
+
+class ListingFeatures(BaseModel):
+    category_id: str
+    city: str
+    price: float | None = Field(description="Null: price on request.")
+    price_pct: float | None = Field(description="Price percentile within the category; null without price.")
+    is_premium: bool
+    image_count: int
+    created_at: datetime
+
+
+class UserFeaturesResponse(BaseModel):
+    user_id: UUID
+    features: UserFeatures
+    snapshot: Snapshot
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"user_id": USER_ID_EXAMPLE, "features": USER_FEATURES_EXAMPLE, "snapshot": SNAPSHOT_EXAMPLE}
+            ]
+        }
+    )
+
+
+class ListingFeaturesResponse(BaseModel):
+    listing_id: UUID
+    features: ListingFeatures
+    snapshot: Snapshot
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "listing_id": LISTING_ID_EXAMPLE,
+                    "features": LISTING_FEATURES_EXAMPLE,
+                    "snapshot": SNAPSHOT_EXAMPLE,
+                }
+            ]
+        }
+    )
+
+
+class BatchRequest(BaseModel):
+    user_ids: list[UUID] = Field(
+        min_length=1,
+        max_length=MAX_BATCH,
+        description=f"1 to {MAX_BATCH} user ids; duplicates are answered once.",
+    )
+    names: list[str] | None = Field(None, description="Only these features (default: all).")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_ids": [USER_ID_EXAMPLE, "00000000-0000-4000-8000-000000000000"],
+                    "names": ["activity_score"],
+                }
+            ]
+        },
+    )
+
+
+class BatchItem(BaseModel):
+    user_id: UUID
+    found: bool = Field(description="False: the snapshot has no features for this user.")
+    features: UserFeatures | None
+
+
+class BatchResponse(BaseModel):
+    """Every result comes from the same snapshot (one as_of per response)."""
+
+    snapshot: Snapshot
+    found: int
+    missing: int
+    results: list[BatchItem] = Field(description="One per distinct requested id, in request order.")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "snapshot": SNAPSHOT_EXAMPLE,
+                    "found": 1,
+                    "missing": 1,
+                    "results": [
+                        {"user_id": USER_ID_EXAMPLE, "found": True, "features": {"activity_score": 0.63}},
+                        {"user_id": "00000000-0000-4000-8000-000000000000", "found": False, "features": None},
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="What went wrong, for a human.")
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"detail": "online store unavailable: Redis unreachable"}]}
+    )
+
+
+class ValidationErrorResponse(BaseModel):
+    detail: str = Field(description="Every problem in the request, one per line.")
+    errors: list[dict] = Field(description="The same problems, machine-readable (location, message, input).")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "detail": "path user_id: not a valid UUID: 'not-a-uuid'",
+                    "errors": [
+                        {"loc": ["path", "user_id"], "msg": "not a valid UUID", "input": "not-a-uuid"}
+                    ],
+                }
+            ]
+        }
+    )
+
+
+class NotFoundResponse(BaseModel):
+    detail: str
+    snapshot: Snapshot
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+
+
+class Readiness(BaseModel):
+    ready: bool
+    redis: bool = Field(description="Redis answered PING within the timeout.")
+    snapshots: dict[str, Snapshot | None] = Field(
+        description="Snapshot served per entity kind (null: none yet)."
+    )
+    detail: str | None = None

@@ -1,0 +1,267 @@
+"""The serving API against real Redis and real features: routes, errors, auth, metrics,
+concurrent readers during snapshot flips (real uvicorn), and a Redis outage and return."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import httpx
+import uvicorn
+from fastapi.testclient import TestClient
+from online_support import (
+    PrivateRedis,
+    free_port,
+)
+
+from fs_platform.config import get_settings
+from fs_platform.online_store import LISTINGS, USERS, OnlineStore, connect
+from fs_platform.online_sync import sync_snapshot
+from fs_platform.runtime import pg_connect
+from fs_platform.serving import create_app
+
+FOREVER = timedelta(days=100_000)
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+
+
+def _sync(warehouse, prefix, kind=USERS, redis_url=None, **kwargs):
+    conn = pg_connect(warehouse.database_url)
+    try:
+        return sync_snapshot(
+            kind, conn, connect(redis_url or warehouse.redis_url, 10), prefix=prefix, **kwargs
+        )
+    finally:
+        conn.close()
+
+
+def _app(warehouse, prefix, *, redis_url=None, api_keys=(), timeout=0.5, **store_kwargs):
+    store_kwargs.setdefault("max_age", FOREVER)
+    store = OnlineStore(connect(redis_url or warehouse.redis_url, timeout), prefix=prefix, **store_kwargs)
+    return create_app(store, replace(get_settings(), api_keys=tuple(api_keys)))
+
+
+def test_readyz_is_false_before_the_first_sync(warehouse, prefix):
+    client = TestClient(_app(warehouse, prefix))
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False and ready.json()["redis"] is True
+    response = client.get(f"/v1/users/{next(iter(warehouse.users))}/features")
+    assert response.status_code == 503 and "no users snapshot" in response.json()["detail"]
+    _sync(warehouse, prefix)
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert ready.json()["snapshots"]["users"]["as_of"] == warehouse.as_of.isoformat()
+
+
+def test_feature_routes_and_their_errors(warehouse, prefix):
+    users = _sync(warehouse, prefix)
+    _sync(warehouse, prefix, LISTINGS)
+    client = TestClient(_app(warehouse, prefix))
+    user_id, features = next(iter(warehouse.users.items()))
+
+    body = client.get(f"/v1/users/{user_id}/features").json()
+    assert body["features"] == features and body["user_id"] == user_id
+    assert body["snapshot"]["snapshot_id"] == users.snapshot_id and body["snapshot"]["stale"] is False
+    some = client.get(f"/v1/users/{user_id}/features", params={"names": "activity_score,price_sensitivity"})
+    assert set(some.json()["features"]) == {"activity_score", "price_sensitivity"}
+
+    listing_id, listing = next(iter(warehouse.listings.items()))
+    got = client.get(f"/v1/listings/{listing_id}/features").json()["features"]
+    assert datetime.fromisoformat(got.pop("created_at")) == listing["created_at"]
+    assert got == {k: v for k, v in listing.items() if k != "created_at"}
+
+    ids = [*list(warehouse.users)[:5], UNKNOWN, list(warehouse.users)[0]]
+    batch = client.post("/v1/features/batch", json={"user_ids": ids}).json()
+    assert (batch["found"], batch["missing"]) == (5, 1)
+    assert [r["user_id"] for r in batch["results"]] == ids[:6]  # request order, duplicates once
+    assert batch["results"][5] == {"user_id": UNKNOWN, "found": False, "features": None}
+    assert all(r["features"] == warehouse.users[r["user_id"]] for r in batch["results"][:5])
+
+    # 404 / 422 with a message that says what is wrong
+    missing = client.get(f"/v1/users/{UNKNOWN}/features")
+    assert missing.status_code == 404 and UNKNOWN in missing.json()["detail"]
+    assert client.get(f"/v1/listings/{UNKNOWN}/features").status_code == 404
+    bad = client.get("/v1/users/not-a-uuid/features")
+    assert bad.status_code == 422 and "not a valid UUID: 'not-a-uuid'" in bad.json()["detail"]
+    oversize = client.post("/v1/features/batch", json={"user_ids": [user_id] * 1001})
+    assert oversize.status_code == 422 and "at most 1000" in oversize.json()["detail"]
+    assert "empty" in client.post("/v1/features/batch", json={"user_ids": []}).json()["detail"]
+    mixed = client.post("/v1/features/batch", json={"user_ids": [user_id, "nope"]})
+    assert mixed.status_code == 422 and "user_ids 1" in mixed.json()["detail"]
+    unknown_name = client.get(f"/v1/users/{user_id}/features", params={"names": "colour"})
+    assert unknown_name.status_code == 422 and "colour" in unknown_name.json()["detail"]
+    assert client.post("/v1/features/batch", content=b"{not json").status_code == 422
+
+
+def test_stale_features_are_flagged_not_hidden(warehouse, prefix):
+    _sync(warehouse, prefix)
+    client = TestClient(_app(warehouse, prefix, max_age=timedelta(hours=1)))
+    response = client.get(f"/v1/users/{next(iter(warehouse.users))}/features")
+    assert response.status_code == 200
+    assert response.json()["snapshot"]["stale"] is True and response.headers["X-Features-Stale"] == "true"
+
+
+def test_api_keys(warehouse, prefix):
+    _sync(warehouse, prefix)
+    client = TestClient(_app(warehouse, prefix, api_keys=("k-one", "k-two")))
+    url = f"/v1/users/{next(iter(warehouse.users))}/features"
+    assert client.get(url).status_code == 401
+    assert client.get(url, headers={"X-API-Key": "wrong"}).status_code == 403
+    assert client.get(url, headers={"X-API-Key": "k-two"}).status_code == 200
+    assert client.post("/v1/features/batch", json={"user_ids": [UNKNOWN]}).status_code == 401
+    assert client.get("/healthz").status_code == 200 and client.get("/metrics").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "APIKeyHeader" in schema["components"]["securitySchemes"]
+
+
+def test_openapi_documents_every_route_with_examples(warehouse, prefix):
+    schema = TestClient(_app(warehouse, prefix)).get("/openapi.json").json()
+    paths = schema["paths"]
+    assert {
+        "/v1/users/{user_id}/features",
+        "/v1/features/batch",
+        "/v1/listings/{listing_id}/features",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    } <= set(paths)
+    for path, operations in paths.items():
+        for operation in operations.values():
+            assert operation.get("summary"), path
+    components = schema["components"]["schemas"]
+    for model in ("UserFeaturesResponse", "BatchResponse", "BatchRequest", "ListingFeaturesResponse"):
+        assert components[model].get("examples"), model
+    user_route = paths["/v1/users/{user_id}/features"]["get"]
+    assert {"200", "404", "422", "503"} <= set(user_route["responses"])
+
+
+def test_metrics_are_exposed(warehouse, prefix):
+    _sync(warehouse, prefix)
+    client = TestClient(_app(warehouse, prefix, cache_size=100, cache_ttl=60))
+    user_id = next(iter(warehouse.users))
+    for _ in range(3):
+        client.get(f"/v1/users/{user_id}/features")
+    client.get("/v1/users/bad/features")
+    text = client.get("/metrics").text
+    assert (
+        'fs_serving_request_duration_seconds_bucket{le="0.005",method="GET",route="/v1/users/{user_id}/features"}'
+        in text
+    )
+    assert (
+        'fs_serving_requests_total{method="GET",route="/v1/users/{user_id}/features",status="422"} 1.0'
+        in text
+    )
+    assert "fs_serving_cache_hit_ratio 0.666" in text  # 2 of 3 reads from the cache
+    assert 'fs_serving_snapshot_age_seconds{kind="users"}' in text
+    assert 'fs_serving_errors_total{cause="invalid_request"} 1.0' in text
+
+
+class _Server:
+    """The app under a real uvicorn server in a thread (thread pool, sockets, keep-alive)."""
+
+    def __init__(self, app) -> None:
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_concurrent_batches_during_snapshot_flips_never_mix_snapshots(warehouse, prefix):
+    (as_of_a, view_a), (as_of_b, view_b) = sorted(warehouse.views.items())
+    expected = {
+        as_of_a.isoformat(): warehouse.history[as_of_a],
+        as_of_b.isoformat(): warehouse.history[as_of_b],
+    }
+    ids = sorted(set(warehouse.history[as_of_a]) | set(warehouse.history[as_of_b]))
+    _sync(warehouse, prefix, source=view_a)
+    stop = threading.Event()
+    seen: list[str] = []
+    failures: list[str] = []
+
+    def reader(url: str, offset: int) -> None:
+        with httpx.Client(base_url=url, timeout=10) as http:
+            i = offset
+            while not stop.is_set():
+                chunk = ids[(i * 97) % len(ids) :][:400]
+                i += 1
+                response = http.post("/v1/features/batch", json={"user_ids": chunk})
+                if response.status_code != 200:
+                    failures.append(f"{response.status_code} {response.text[:200]}")
+                    continue
+                body = response.json()
+                as_of = body["snapshot"]["as_of"]
+                seen.append(as_of)
+                truth = expected[as_of]
+                for item in body["results"]:  # every row from that one snapshot
+                    if item["features"] != truth.get(item["user_id"]):
+                        failures.append(f"{item['user_id']} differs from snapshot {as_of}")
+
+    app = _app(warehouse, prefix, cache_size=5000, cache_ttl=0.05)
+    with _Server(app) as url:
+        threads = [threading.Thread(target=reader, args=(url, k)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for flip in range(16):
+            _sync(warehouse, prefix, source=view_b if flip % 2 == 0 else view_a, grace_seconds=5)
+            time.sleep(0.03)
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert not failures, failures[:5]
+    assert len(seen) > 50 and set(seen) == set(expected)  # both snapshots were served
+
+
+def test_redis_outage_gives_503_quickly_and_recovers_without_restart(warehouse, tmp_path):
+    private = PrivateRedis(tmp_path)
+    private.start()
+    try:
+        prefix = "fs_outage"
+        _sync(warehouse, prefix, redis_url=private.url)
+        connect(private.url, 1).save()  # so a restarted server comes back with the snapshot
+        client = TestClient(_app(warehouse, prefix, redis_url=private.url, timeout=0.3))
+        url = f"/v1/users/{next(iter(warehouse.users))}/features"
+        batch = {"user_ids": list(warehouse.users)[:50]}
+        assert client.get(url).status_code == 200
+
+        private.signal(signal.SIGSTOP)  # frozen: accepts connections, never answers
+        try:
+            for request in (lambda: client.get(url), lambda: client.post("/v1/features/batch", json=batch)):
+                started = time.monotonic()
+                response = request()
+                assert response.status_code == 503 and "unavailable" in response.json()["detail"]
+                assert time.monotonic() - started < 2.0  # bounded: ~2 x the 0.3 s timeout
+            assert client.get("/readyz").status_code == 503
+            assert client.get("/healthz").status_code == 200
+        finally:
+            private.signal(signal.SIGCONT)
+        assert client.get(url).status_code == 200  # thawed: served again
+
+        private.kill()  # down: connection refused
+        started = time.monotonic()
+        assert client.get(url).status_code == 503
+        assert time.monotonic() - started < 2.0
+        assert client.get("/readyz").json()["redis"] is False
+        private.start()  # back (same port, snapshot reloaded from the dump): no API restart
+        assert client.get(url).status_code == 200
+        assert client.post("/v1/features/batch", json=batch).json()["found"] == 50
+        assert client.get("/readyz").status_code == 200
+        assert 'fs_serving_errors_total{cause="redis_unavailable"}' in client.get("/metrics").text
+    finally:
+        private.kill()

@@ -1,0 +1,408 @@
+"""Point-in-time training set and contact model on real PostgreSQL, dbt features and Dagster runs.
+
+One xs data set and one range of feature partitions per module (building features is the slow
+part); the tests that change tables do it inside a transaction they roll back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+from feature_pipeline import load_frames, run_range
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference.training_set import reference_examples
+
+from fs_platform import model_registry, training_set
+from fs_platform.assets.training import ctr_model_asset, ctr_model_promotion, training_set_asset
+from fs_platform.definitions import defs
+from fs_platform.model import evaluate, roc_auc
+from fs_platform.runtime import pg_connect
+from fs_platform.synthetic import generate
+
+END = date(2026, 3, 1)  # exclusive end of the generated events
+DAYS = 12  # events on 02-17 .. 02-28
+FEATURE_DAYS = (END - timedelta(days=9), END - timedelta(days=1))  # snapshots 02-20 .. 02-28
+EXAMPLES = (END - timedelta(days=11), END - timedelta(days=1))  # 02-18 .. 02-28: early days lack snapshots
+MODEL_EXAMPLES = (END - timedelta(days=8), END - timedelta(days=1))  # 02-21 .. 02-28: 4 train, 2 val, 2 test
+COMPARED = (
+    "example_time",
+    "features_as_of",
+    "label",
+    "device_type",
+    "day_of_week",
+    "hour_of_day",
+    "category_id",
+    "city",
+    "price",
+    "price_pct",
+    "price_sensitivity",
+    "activity_score",
+    "user_category_affinity",
+    "user_city_affinity",
+    "price_gap",
+)
+FEATURE_COLUMNS = [c for c in COMPARED if c != "label"]
+
+
+@pytest.fixture(scope="module")
+def world(service_urls, tmp_path_factory):
+    """xs events ingested, feature snapshots 02-20..02-28 built by one Dagster backfill run."""
+    data = generate("xs", days=DAYS, seed=11, end=END)
+    conn = pg_connect(service_urls["database_url"])
+    with conn.cursor() as cur:
+        cur.execute("drop schema if exists raw, staging, features cascade")
+    conn.commit()
+    load_frames(conn, data.listings, data.events, tmp_path_factory.mktemp("train_data"))
+    assert run_range(*FEATURE_DAYS).success
+    yield {"data": data, "conn": conn}
+    conn.close()
+
+
+@pytest.fixture()
+def conn(world):
+    connection = world["conn"]
+    yield connection
+    connection.rollback()
+
+
+def _config(first: date, last: date, **kwargs) -> training_set.TrainingSetConfig:
+    return training_set.TrainingSetConfig(start=first, end=last, validation_days=2, test_days=2, **kwargs)
+
+
+def _db_inputs(conn) -> tuple[list, list, dict]:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select event_id::text, user_id::text, listing_id::text, event_type, occurred_at, device_type, "
+            "ingested_at from raw.user_interactions"
+        )
+        events = cur.fetchall()
+        cur.execute(
+            "select user_id::text, as_of, category_affinity, city_affinity, price_sensitivity, activity_score "
+            "from features.user_features_history"
+        )
+        history = cur.fetchall()
+        cur.execute(
+            "select listing_id::text, category_id, city, price, price_pct from features.listing_features"
+        )
+        listings = {
+            row[0]: dict(zip(("category_id", "city", "price", "price_pct"), row[1:], strict=True))
+            for row in cur.fetchall()
+        }
+    return events, history, listings
+
+
+def _same(a, b) -> bool:
+    if a is None or (isinstance(a, float) and math.isnan(a)) or a is pd.NaT:
+        return b is None or (isinstance(b, float) and math.isnan(b)) or b is pd.NaT
+    if isinstance(a, float | np.floating) or isinstance(b, float | np.floating):
+        return (
+            b is not None
+            and not pd.isna(b)
+            and math.isclose(float(a), float(b), rel_tol=1e-12, abs_tol=1e-15)
+        )
+    if isinstance(a, pd.Timestamp | datetime):
+        return not pd.isna(b) and pd.Timestamp(a) == pd.Timestamp(b)
+    return a == b
+
+
+def _assert_matches_reference(frame: pd.DataFrame, expected: dict) -> None:
+    actual = {(r["user_id"], r["listing_id"], r["example_date"]): r for r in frame.to_dict("records")}
+    assert len(actual) == len(frame), "two rows for one (user, listing, day)"
+    assert set(actual) == set(expected), (len(actual), len(expected))
+    for key, exp in expected.items():
+        row = actual[key]
+        for column in COMPARED:
+            assert _same(exp[column], row[column]), (key, column, exp[column], row[column])
+
+
+def test_asset_matches_brute_force_reference(world, conn):
+    """The training_set asset (a real Dagster run) equals the plain-Python join row for row, with
+    missing snapshots as nulls; the Parquet folder, split and metadata are as documented."""
+    first, last = EXAMPLES
+    run_config = {
+        "ops": {
+            "training_set": {
+                "config": {
+                    "start_date": first.isoformat(),
+                    "end_date": last.isoformat(),
+                    "validation_days": 2,
+                    "test_days": 2,
+                }
+            }
+        }
+    }
+    result = dg.materialize([training_set_asset], resources=defs.resources, run_config=run_config)
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    path = Path(meta["path"].value)
+    frame = training_set.load(path)
+    expected = reference_examples(*_db_inputs(conn), first, last)
+    _assert_matches_reference(frame, expected)
+
+    assert meta["dagster/row_count"].value == len(frame) == len(expected)
+    assert frame["features_as_of"].isna().any() and frame["features_as_of"].notna().any()
+    assert sorted(p.name for p in path.glob("example_date=*")) == [
+        f"example_date={(first + timedelta(days=k)).isoformat()}" for k in range((last - first).days + 1)
+    ]
+    splits = meta["splits"].value
+    assert splits["test"]["first_day"] == (last - timedelta(days=1)).isoformat()
+    assert splits["validation"]["last_day"] == (last - timedelta(days=2)).isoformat()
+    assert sum(s["rows"] for s in splits.values()) == len(frame)
+    for name, s in splits.items():
+        part = frame[frame["split"] == name]
+        assert part["example_date"].between(s["first_day"], s["last_day"]).all()
+        assert s["positive_rate"] == pytest.approx(part["label"].mean())
+    assert meta["fingerprint"].value == path.name
+    assert meta["features"].value == list(training_set.FEATURES)
+    # same data and knobs -> same fingerprint
+    rebuilt = training_set.build(conn, _config(first, last), write=False)
+    assert rebuilt.fingerprint == path.name
+
+
+def test_staleness_and_availability_lag_match_reference(world, conn):
+    """Other knobs, same agreement; with a 4 h lag no example uses a snapshot younger than 4 h,
+    so the night's examples fall back to the day before."""
+    first, last = EXAMPLES
+    lag, staleness = timedelta(hours=4), timedelta(hours=36)
+    built = training_set.build(
+        conn, _config(first, last, availability_lag=lag, max_staleness=staleness), write=False
+    )
+    events, history, listings = _db_inputs(conn)
+    _assert_matches_reference(
+        built.frame,
+        reference_examples(
+            events, history, listings, first, last, max_staleness=staleness, availability_lag=lag
+        ),
+    )
+    f = built.frame.dropna(subset=["features_as_of"])
+    assert (f["features_as_of"] + lag <= f["example_time"]).all()
+    assert (f["features_as_of"] >= f["example_time"] - staleness).all()
+    night = f[f["hour_of_day"] < 4]
+    assert len(night) and (night["example_time"] - night["features_as_of"] >= timedelta(hours=24)).all()
+
+
+def _perturb(cur, rng: random.Random, examples: pd.DataFrame, lag: timedelta) -> None:
+    """Change the world only at or after each example's time: history snapshots the example may not
+    see yet (as_of + lag > t) are rewritten, deleted or added; raw events at or after t are added."""
+    for row in examples.itertuples():
+        t = row.example_time.to_pydatetime()
+        kind = rng.choice(["rewrite", "delete", "insert", "events"])
+        if kind == "rewrite":
+            cur.execute(
+                "update features.user_features_history set activity_score = %s, price_sensitivity = %s, "
+                "category_affinity = jsonb_build_object(%s, 1.0) "
+                "where user_id = %s and as_of + %s > %s",
+                (rng.random() * 0.99, rng.random(), row.category_id or "x", row.user_id, lag, t),
+            )
+        elif kind == "delete":
+            cur.execute(
+                "delete from features.user_features_history where user_id = %s and as_of + %s > %s",
+                (row.user_id, lag, t),
+            )
+        elif kind == "insert":
+            # a snapshot stamped inside (t - lag, t + 2 days]: not available at t
+            as_of = t - lag + timedelta(seconds=rng.randint(1, 2 * 86400))
+            cur.execute(
+                "insert into features.user_features_history (user_id, category_affinity, city_affinity, "
+                "price_sensitivity, activity_score, as_of, last_updated_at) "
+                "values (%s, %s, %s, %s, %s, %s, now()) on conflict (user_id, as_of) do nothing",
+                (row.user_id, json.dumps({row.category_id or "x": 1.0}), json.dumps({}), 0.5, 0.5, as_of),
+            )
+        else:
+            # events of the same pair and user at or after t (same day or later)
+            for seconds in (0, rng.randint(1, 3 * 86400)):
+                cur.execute(
+                    "insert into raw.user_interactions (event_id, user_id, listing_id, event_type, occurred_at, "
+                    "device_type) values (gen_random_uuid(), %s, %s, %s, %s, %s)",
+                    (
+                        row.user_id,
+                        row.listing_id,
+                        rng.choice(["impression", "listing_viewed", "listing_contact_clicked"]),
+                        t + timedelta(seconds=seconds),
+                        rng.choice(["ios", "android", "web", "other"]),
+                    ),
+                )
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), lag_hours=st.sampled_from([0, 4]))
+def test_changes_at_or_after_example_time_do_not_change_features(world, conn, seed, lag_hours):
+    """Property: rewriting/deleting/adding snapshots the example cannot see yet, or adding events at or
+    after its time, leaves every feature of that example unchanged (only its label may change)."""
+    first, last = MODEL_EXAMPLES
+    lag = timedelta(hours=lag_hours)
+    config = _config(first, last, availability_lag=lag)
+    try:
+        before = training_set.build(conn, config, write=False).frame
+        rng = random.Random(seed)
+        # one example per user: a perturbation after one example may precede another of the same user
+        one_per_user = before.drop_duplicates("user_id").index.tolist()
+        chosen = before.loc[rng.sample(one_per_user, 25)]
+        with conn.cursor() as cur:
+            _perturb(cur, rng, chosen, lag)
+        after = training_set.build(conn, config, write=False).frame
+    finally:
+        conn.rollback()
+    keys = ["user_id", "listing_id", "example_date"]
+    merged = chosen[keys + FEATURE_COLUMNS].merge(
+        after[keys + FEATURE_COLUMNS], on=keys, suffixes=("", "_after")
+    )
+    assert len(merged) == len(chosen)
+    for column in FEATURE_COLUMNS:
+        for a, b in zip(merged[column], merged[f"{column}_after"], strict=True):
+            assert _same(a, b), (column, a, b)
+
+
+def test_gaps_in_history_pick_last_snapshot_within_staleness(world, conn):
+    """A hand-made user with snapshots at D-9 and D-5 only: an example on D uses D-5 when it is
+    within max_staleness (bound inclusive), else nulls — never the older D-9."""
+    user, listing_day = "00000000-0000-4000-8000-0000000000aa", END - timedelta(days=3)
+    d = datetime.combine(listing_day, datetime.min.time(), tzinfo=UTC)
+    with conn.cursor() as cur:
+        cur.execute("select listing_id::text, category_id from features.listing_features limit 1")
+        listing, category = cur.fetchone()
+        for days_before, share in ((9, 0.9), (5, 0.4)):
+            cur.execute(
+                "insert into features.user_features_history values (%s, %s, '{}', 0.3, %s, %s, now())",
+                (user, json.dumps({category: share}), share, d - timedelta(days=days_before)),
+            )
+        for occurred in (d, d + timedelta(hours=10)):  # two pairs: other listing at midnight exactly
+            cur.execute(
+                "select listing_id::text from features.listing_features offset %s limit 1", (occurred.hour,)
+            )
+            cur.execute(
+                "insert into raw.user_interactions (event_id, user_id, listing_id, event_type, occurred_at, "
+                "device_type) values (gen_random_uuid(), %s, %s, 'listing_viewed', %s, 'web')",
+                (user, cur.fetchone()[0] if occurred.hour else listing, occurred),
+            )
+
+    def user_rows(**kwargs) -> pd.DataFrame:
+        frame = training_set.query_examples(
+            conn, _config(listing_day - timedelta(days=4), listing_day, **kwargs)
+        )
+        return frame[frame["user_id"] == user].sort_values("example_time")
+
+    rows = user_rows(max_staleness=timedelta(days=7))
+    assert len(rows) == 2
+    assert (rows["features_as_of"] == pd.Timestamp(d - timedelta(days=5))).all()
+    assert rows["activity_score"].tolist() == [0.4, 0.4]
+    assert rows.iloc[0]["user_category_affinity"] == 0.4
+    # the midnight example sits exactly on the 5-day bound (kept); the 10:00 one is past it (nulls)
+    rows = user_rows(max_staleness=timedelta(days=5))
+    assert rows.iloc[0]["features_as_of"] == pd.Timestamp(d - timedelta(days=5))
+    assert pd.isna(rows.iloc[1]["features_as_of"]) and pd.isna(rows.iloc[1]["activity_score"])
+    assert pd.isna(rows.iloc[1]["user_category_affinity"])
+    # staleness 4 days: D-5 too old, D-9 older still -> nulls, the example is kept
+    rows = user_rows(max_staleness=timedelta(days=4))
+    assert len(rows) == 2 and rows["features_as_of"].isna().all()
+    # the lag bound is inclusive too: D-5 + 5 days is available exactly at D 00:00; one second more
+    # lag and the midnight example falls back to D-9 (within a 10-day staleness)
+    rows = user_rows(max_staleness=timedelta(days=7), availability_lag=timedelta(days=5))
+    assert rows.iloc[0]["features_as_of"] == pd.Timestamp(d - timedelta(days=5))
+    rows = user_rows(max_staleness=timedelta(days=10), availability_lag=timedelta(days=5, seconds=1))
+    assert rows.iloc[0]["features_as_of"] == pd.Timestamp(d - timedelta(days=9))
+    assert rows.iloc[1]["features_as_of"] == pd.Timestamp(d - timedelta(days=5))
+
+
+def _model_run(instance, **model_config) -> dg.ExecuteInJobResult:
+    first, last = MODEL_EXAMPLES
+    run_config = {
+        "ops": {
+            "training_set": {
+                "config": {
+                    "start_date": first.isoformat(),
+                    "end_date": last.isoformat(),
+                    "validation_days": 2,
+                    "test_days": 2,
+                }
+            },
+            "ctr_model": {"config": model_config},
+        }
+    }
+    return dg.materialize(
+        [training_set_asset, ctr_model_asset, ctr_model_promotion],
+        resources=defs.resources,
+        run_config=run_config,
+        instance=instance,
+        raise_on_error=False,
+    )
+
+
+def _check(result: dg.ExecuteInJobResult) -> dg.AssetCheckEvaluation:
+    (evaluation,) = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def _version(result: dg.ExecuteInJobResult) -> str:
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.path == ["ctr_model"]]
+    return events[0].materialization.metadata["version"].value
+
+
+def test_ctr_model_trains_registers_promotes_and_refuses(world):
+    """Train through Dagster: artefacts in the registry, sane metrics beside the baselines and the
+    ground truth; the check promotes the first model, refuses a worse one, accepts an equal one."""
+    instance = dg.DagsterInstance.ephemeral()
+    result = _model_run(instance)
+    assert result.success
+    version = _version(result)
+    assert _check(result).passed
+    assert model_registry.current_version() == version
+
+    folder = model_registry.registry_dir() / version
+    for name in (
+        "model.txt",
+        "metadata.json",
+        "report/roc.png",
+        "report/calibration.png",
+        "report/feature_importance.png",
+    ):
+        assert (folder / name).stat().st_size > 0, name
+    meta = json.loads((folder / "metadata.json").read_text())
+    assert meta["features"] == list(training_set.FEATURES)
+    assert set(meta["category_levels"]) == set(training_set.CATEGORICAL_FEATURES)
+    assert meta["category_levels"]["device_type"] == ["android", "ios", "other", "web"]
+    assert meta["training_window"]["test"]["last_day"] == MODEL_EXAMPLES[1].isoformat()
+    assert len(meta["data_fingerprint"]) == 16
+    metrics = meta["metrics"]
+    model, glob, aff = metrics["model"], metrics["baseline_global_rate"], metrics["baseline_affinity_only"]
+    assert glob["roc_auc"] == 0.5
+    assert model["roc_auc"] > 0.6 and model["roc_auc"] > aff["roc_auc"] - 0.02
+    assert model["log_loss"] < glob["log_loss"]
+    assert 0 <= model["ece"] < 0.05 and 0 < model["pr_auc"] < 1
+
+    # the ground truth's AUC on the same test examples (the best achievable): reported, and the
+    # registry model scores exactly as in training
+    frame = training_set.load(Path(meta["training_set_path"]))
+    test = frame[frame["split"] == "test"]
+    loaded = model_registry.load(version)
+    p = loaded.predict(test)
+    assert evaluate(test["label"].to_numpy(), p)["roc_auc"] == pytest.approx(model["roc_auc"], abs=1e-12)
+    truth = world["data"].ground_truth.assign(example_date=lambda g: g["day"].dt.strftime("%Y-%m-%d"))
+    joined = test.assign(p=p).merge(truth, on=["user_id", "listing_id", "example_date"], how="inner")
+    assert len(joined) > 0.9 * len(test)
+    true_auc = roc_auc(joined["label_x"].to_numpy(), joined["true_p"].to_numpy())
+    model_auc = roc_auc(joined["label_x"].to_numpy(), joined["p"].to_numpy())
+    print(
+        f"\nxs test days: model AUC {model_auc:.4f}, true-p AUC {true_auc:.4f} "
+        f"(ratio {model_auc / true_auc:.3f}), affinity-only {aff['roc_auc']:.4f}, global rate 0.5"
+    )
+    assert true_auc > model_auc * 0.9
+
+    worse = _model_run(instance, features=["hour_of_day", "day_of_week"])
+    assert not _check(worse).passed
+    assert not worse.success  # the blocking check fails the run
+    assert model_registry.current_version() == version
+    assert "refused" in _check(worse).metadata["reason"].value
+
+    again = _model_run(instance)  # same data, deterministic training: equal, so "not worse"
+    assert _check(again).passed
+    assert model_registry.current_version() == _version(again) != version
