@@ -45,28 +45,26 @@ def _write_csv(path: Path, rows: list[dict], columns: list[str] = INTERACTION_CO
     return path
 
 
+def _listing(listing_id: str, **overrides: str) -> dict:
+    row = {
+        "listing_id": listing_id,
+        "category_id": "cars",
+        "city": "oslo",
+        "price": "100.00",
+        "is_premium": "false",
+        "image_count": "3",
+        "created_at": "2025-01-01T00:00:00Z",
+    }
+    row.update(overrides)
+    return row
+
+
 @pytest.fixture()
 def listed(clean_db, tmp_path):
     """A warehouse with two known listings."""
     rows = [
-        {
-            "listing_id": L1,
-            "category_id": "cars",
-            "city": "oslo",
-            "price": "100.00",
-            "is_premium": "false",
-            "image_count": "3",
-            "created_at": "2025-01-01T00:00:00Z",
-        },
-        {
-            "listing_id": L2,
-            "category_id": "cars",
-            "city": "bergen",
-            "price": "",
-            "is_premium": "true",
-            "image_count": "0",
-            "created_at": "2025-01-01T00:00:00Z",
-        },
+        _listing(L1, city="oslo", price="100.00", image_count="3"),
+        _listing(L2, city="bergen", price="", is_premium="true", image_count="0"),
     ]
     report = ingest_listings_file(clean_db, _write_csv(tmp_path / "listings.csv", rows, LISTING_COLUMNS))
     assert report.accepted == 2
@@ -237,24 +235,8 @@ def test_csv_row_with_wrong_field_count_is_quarantined(listed, tmp_path):
 
 def test_listing_redelivery_updates_changed_attributes(listed, tmp_path):
     rows = [
-        {
-            "listing_id": L1,
-            "category_id": "cars",
-            "city": "oslo",
-            "price": "120.00",
-            "is_premium": "false",
-            "image_count": "3",
-            "created_at": "2025-01-01T00:00:00Z",
-        },
-        {
-            "listing_id": L2,
-            "category_id": "cars",
-            "city": "bergen",
-            "price": "",
-            "is_premium": "true",
-            "image_count": "0",
-            "created_at": "2025-01-01T00:00:00Z",
-        },
+        _listing(L1, city="oslo", price="120.00", image_count="3"),
+        _listing(L2, city="bergen", price="", is_premium="true", image_count="0"),
         {
             "listing_id": str(uuid.uuid4()),
             "category_id": "cars",

@@ -108,6 +108,18 @@ def create_app(store: OnlineStore | None = None, settings: Settings | None = Non
     auth_codes = (401, 403) if settings.api_keys else ()
     v1 = APIRouter(prefix="/v1", tags=["features"], dependencies=dependencies)
 
+    def _vector_response(entity: str, kind: str, requested_id: str, vector) -> Response:
+        """One entity's features (200) or a 404 naming the snapshot that lacks it."""
+        snapshot = _snapshot_body(vector.snapshot, vector.stale)
+        headers = _headers(vector.snapshot, vector.stale)
+        if vector.stale:
+            metrics.stale.labels(kind).inc()
+        if vector.features is None:
+            detail = f"{entity} {requested_id} has no features in snapshot {vector.snapshot.snapshot_id}"
+            return _json({"detail": detail, "snapshot": snapshot}, 404, headers)
+        body = {f"{entity}_id": vector.entity_id, "features": vector.features, "snapshot": snapshot}
+        return _json(body, headers=headers)
+
     @v1.get(
         "/users/{user_id}/features",
         response_model=schemas.UserFeaturesResponse,
@@ -128,16 +140,7 @@ def create_app(store: OnlineStore | None = None, settings: Settings | None = Non
             vector = store.get_user(str(user_id), _names(names))
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
-        snapshot = _snapshot_body(vector.snapshot, vector.stale)
-        if vector.stale:
-            metrics.stale.labels("users").inc()
-        if vector.features is None:
-            detail = f"user {user_id} has no features in snapshot {vector.snapshot.snapshot_id}"
-            return _json(
-                {"detail": detail, "snapshot": snapshot}, 404, _headers(vector.snapshot, vector.stale)
-            )
-        body = {"user_id": vector.entity_id, "features": vector.features, "snapshot": snapshot}
-        return _json(body, headers=_headers(vector.snapshot, vector.stale))
+        return _vector_response("user", "users", str(user_id), vector)
 
     @v1.post(
         "/features/batch",
@@ -174,16 +177,7 @@ def create_app(store: OnlineStore | None = None, settings: Settings | None = Non
         ],
     ) -> Response:
         vector = store.get_listing(str(listing_id))
-        snapshot = _snapshot_body(vector.snapshot, vector.stale)
-        if vector.stale:
-            metrics.stale.labels("listings").inc()
-        if vector.features is None:
-            detail = f"listing {listing_id} has no features in snapshot {vector.snapshot.snapshot_id}"
-            return _json(
-                {"detail": detail, "snapshot": snapshot}, 404, _headers(vector.snapshot, vector.stale)
-            )
-        body = {"listing_id": vector.entity_id, "features": vector.features, "snapshot": snapshot}
-        return _json(body, headers=_headers(vector.snapshot, vector.stale))
+        return _vector_response("listing", "listings", str(listing_id), vector)
 
     app.include_router(v1)
     _add_operations_routes(app, store, metrics)
