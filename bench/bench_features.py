@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from bench.common import target, write_result
-from bench.database import bench_database
+from bench.database import bench_database, last_event_time
 from fs_platform.dbt_project import DBT_PROJECT_DIR, dbt_executable
 from fs_platform.runtime import pg_connect, pg_env
 
@@ -111,13 +111,7 @@ def _pandas_seconds(database_url: str, cutoff: datetime) -> float:
 
 def run(scale: str, runs: int, workdir: Path) -> Path:
     database_url = bench_database(scale)
-    conn = pg_connect(database_url)
-    with conn.cursor() as cur:
-        cur.execute("select max(occurred_at) from raw.user_interactions")
-        last = cur.fetchone()[0]
-    conn.close()
-    if last is None:
-        raise SystemExit("no raw events in the bench database: run the ingestion benchmark first")
+    last = last_event_time(database_url)
     next_day = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
     cutoff = next_day - timedelta(days=1)  # the partition before the last, so "the next day" exists
 

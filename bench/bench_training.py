@@ -30,7 +30,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.common import target, write_result
-from bench.database import bench_database
+from bench.database import bench_database, last_event_time
 from fs_platform import training_set
 from fs_platform.dbt_project import DBT_PROJECT_DIR, dbt_executable
 from fs_platform.runtime import pg_connect, pg_env
@@ -181,13 +181,7 @@ def _truth_auc(workdir: Path, scale: str, test: pd.DataFrame) -> tuple[float, fl
 
 def run(scale: str, runs: int, workdir: Path) -> Path:
     database_url = bench_database(scale)
-    conn = pg_connect(database_url)
-    with conn.cursor() as cur:
-        cur.execute("select max(occurred_at) from raw.user_interactions")
-        last_event = cur.fetchone()[0]
-    conn.close()
-    if last_event is None:
-        raise SystemExit("no raw events in the bench database: run the ingestion benchmark first")
+    last_event = last_event_time(database_url)
     days, validation_days, test_days = WINDOWS[scale]
     end = last_event.astimezone(UTC).date()
     config = training_set.TrainingSetConfig(

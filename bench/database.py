@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import urlparse, urlunparse
 
 import psycopg2
 import psycopg2.extensions
 
-from fs_platform.runtime import ensure_services
+from fs_platform.runtime import ensure_services, pg_connect
 
 
 def bench_database(scale: str) -> str:
@@ -28,3 +29,15 @@ def reset_schemas(conn: psycopg2.extensions.connection) -> None:
     with conn.cursor() as cur:
         cur.execute("drop schema if exists raw, staging, features cascade")
     conn.commit()
+
+
+def last_event_time(database_url: str) -> datetime:
+    """Newest raw event of the bench database; exits with a hint when nothing is ingested yet."""
+    conn = pg_connect(database_url)
+    with conn.cursor() as cur:
+        cur.execute("select max(occurred_at) from raw.user_interactions")
+        last = cur.fetchone()[0]
+    conn.close()
+    if last is None:
+        raise SystemExit("no raw events in the bench database: run the ingestion benchmark first")
+    return last
