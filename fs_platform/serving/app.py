@@ -27,19 +27,21 @@ from fs_platform.online_store import (
     SnapshotInfo,
     SnapshotMissing,
 )
+from fs_platform.scoring import ScoringContext, feature_row, score
 from fs_platform.serving import schemas
 from fs_platform.serving.auth import api_key_dependency
 from fs_platform.serving.metrics import MetricsMiddleware, ServingMetrics
+from fs_platform.serving.model_provider import ModelProvider, NoModel
 
 DESCRIPTION = """
 Per-user and per-listing features of the marketplace recommender, read from the Redis online
-store. Every response is answered from **one** snapshot (see `snapshot` in the body); features
+store, and `POST /v1/score`: candidate listings ranked by the promoted contact model. Every response is answered from **one** snapshot (see `snapshot` in the body); features
 older than `FS_ONLINE_MAX_AGE_HOURS` are served with `snapshot.stale = true` and the header
 `X-Features-Stale: true`.
 
 Errors: `422` invalid input (message says what is wrong), `404` unknown user/listing,
 `401`/`403` missing/invalid `X-API-Key` (only when `FS_API_KEYS` is set), `503` Redis
-unreachable or no snapshot published yet (retry; the API recovers by itself).
+unreachable, no snapshot published or no model promoted yet (retry; the API recovers by itself).
 """
 
 _JSON = "application/json"
@@ -80,15 +82,23 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         403: (schemas.ErrorResponse, "X-API-Key not one of FS_API_KEYS."),
         404: (schemas.NotFoundResponse, "The current snapshot has no features for this id."),
         422: (schemas.ValidationErrorResponse, "Invalid input; `detail` says what is wrong."),
-        503: (schemas.ErrorResponse, "Redis unreachable or too slow, or no snapshot published yet."),
+        503: (
+            schemas.ErrorResponse,
+            "Redis unreachable or too slow, no snapshot published or (score) no model promoted yet.",
+        ),
     }
     return {code: {"model": described[code][0], "description": described[code][1]} for code in codes}
 
 
-def create_app(store: OnlineStore | None = None, settings: Settings | None = None) -> FastAPI:
-    """Build the app; ``store`` defaults to the FS_* configuration (cache on)."""
+def create_app(
+    store: OnlineStore | None = None,
+    settings: Settings | None = None,
+    models: ModelProvider | None = None,
+) -> FastAPI:
+    """Build the app; ``store`` and ``models`` default to the FS_* configuration (cache on)."""
     settings = settings or get_settings()
     store = store or OnlineStore.from_settings(settings)
+    models = models or ModelProvider(settings.model_registry_dir)
     metrics = ServingMetrics(store)
     app = FastAPI(
         title="fs-platform serving API",
@@ -179,6 +189,39 @@ def create_app(store: OnlineStore | None = None, settings: Settings | None = Non
         vector = store.get_listing(str(listing_id))
         return _vector_response("listing", "listings", str(listing_id), vector)
 
+    @v1.post(
+        "/score",
+        response_model=schemas.ScoreResponse,
+        responses=_error_responses(*auth_codes, 422, 503),
+        summary=f"Rank up to {schemas.MAX_CANDIDATES} candidate listings for a user",
+    )
+    def score_listings(request: schemas.ScoreRequest) -> Response:
+        model = models.current()
+        user = store.get_user(str(request.user_id))
+        listings = store.get_listings(str(i) for i in request.listing_ids)
+        context = ScoringContext(
+            device_type=request.context.device_type,
+            at=request.context.timestamp or datetime.now(UTC),
+        )
+        known = [(i, f) for i, f in listings.rows.items() if f is not None]
+        probabilities = score(model, [feature_row(user.features, f, context) for _, f in known])
+        ranked = sorted(zip((i for i, _ in known), probabilities.tolist(), strict=True), key=lambda r: -r[1])
+        for kind, stale in (("users", user.stale), ("listings", listings.stale)):
+            if stale:
+                metrics.stale.labels(kind).inc()
+        body = {
+            "user_id": user.entity_id,
+            "user_found": user.features is not None,
+            "model_version": model.version,
+            "snapshots": {
+                "users": _snapshot_body(user.snapshot, user.stale),
+                "listings": _snapshot_body(listings.snapshot, listings.stale),
+            },
+            "results": [{"listing_id": i, "probability": p} for i, p in ranked],
+            "unknown_listings": [i for i, f in listings.rows.items() if f is None],
+        }
+        return _json(body, headers={"X-Model-Version": model.version})
+
     app.include_router(v1)
     _add_operations_routes(app, store, metrics)
     return app
@@ -243,6 +286,11 @@ def _install_error_handlers(app: FastAPI, metrics: ServingMetrics) -> None:
         metrics.errors.labels("internal").inc()
         return _json({"detail": f"online store error: {exc}"}, 500)
 
+    @app.exception_handler(NoModel)
+    async def no_model(request: Request, exc: NoModel) -> Response:
+        metrics.errors.labels("no_model").inc()
+        return _json({"detail": str(exc)}, 503, {"Retry-After": "60"})
+
     @app.exception_handler(InvalidRequest)
     async def invalid(request: Request, exc: InvalidRequest) -> Response:
         metrics.errors.labels("invalid_request").inc()
@@ -268,6 +316,12 @@ def _plain_error(error: dict[str, Any]) -> dict[str, Any]:
         msg = f"batch too large: {len(given)} user ids, at most {schemas.MAX_BATCH} per request"
     elif kind == "too_short" and loc[-1:] == ["user_ids"]:
         msg = "user_ids is empty: send at least one user id"
+    elif kind == "too_long" and loc[-1:] == ["listing_ids"]:
+        msg = f"too many candidates: {len(given)} listing ids, at most {schemas.MAX_CANDIDATES} per request"
+    elif kind == "too_short" and loc[-1:] == ["listing_ids"]:
+        msg = "listing_ids is empty: send at least one candidate listing"
+    elif kind == "timezone_aware":
+        msg = f"timestamp needs a timezone (e.g. 2026-11-22T18:30:00+00:00): {given!r}"
     shown = given if isinstance(given, str | int | float | bool) or given is None else type(given).__name__
     if isinstance(shown, str) and len(shown) > 80:
         shown = shown[:80] + "..."

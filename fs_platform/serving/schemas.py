@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 MAX_BATCH = 1000
 
@@ -198,3 +199,75 @@ class Readiness(BaseModel):
         description="Snapshot served per entity kind (null: none yet)."
     )
     detail: str | None = None
+
+
+MAX_CANDIDATES = 500
+
+
+class ScoreContext(BaseModel):
+    device_type: Literal["ios", "android", "web", "other"] = Field(
+        description="Device of the request (the model's device_type)."
+    )
+    timestamp: AwareDatetime | None = Field(
+        None,
+        description="When the listings are shown, with a timezone (default: now). Day of week and "
+        "hour are taken in UTC, as in training.",
+    )
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ScoreRequest(BaseModel):
+    user_id: UUID = Field(description="The user; one without features is scored as a cold start.")
+    listing_ids: list[UUID] = Field(
+        min_length=1,
+        max_length=MAX_CANDIDATES,
+        description=f"1 to {MAX_CANDIDATES} candidate listings; duplicates are scored once.",
+    )
+    context: ScoreContext
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": USER_ID_EXAMPLE,
+                    "listing_ids": [LISTING_ID_EXAMPLE, "00000000-0000-4000-8000-000000000000"],
+                    "context": {"device_type": "android", "timestamp": "2026-11-22T18:30:00+00:00"},
+                }
+            ]
+        },
+    )
+
+
+class ScoredListing(BaseModel):
+    listing_id: UUID
+    probability: float = Field(description="P(contact or favourite | user, listing, context).")
+
+
+class ScoreResponse(BaseModel):
+    """Scores from the promoted model on features of one user and one listing snapshot."""
+
+    user_id: UUID
+    user_found: bool = Field(
+        description="False: no features for this user in the snapshot; scored with unknown user features."
+    )
+    model_version: str = Field(description="The registry version that scored (changes at promotion).")
+    snapshots: dict[str, Snapshot] = Field(description="The users and listings snapshots read.")
+    results: list[ScoredListing] = Field(description="Known listings, highest probability first.")
+    unknown_listings: list[UUID] = Field(description="Candidates with no features (not scored).")
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "user_id": USER_ID_EXAMPLE,
+                    "user_found": True,
+                    "model_version": "20261122T051502Z-3f9a0c1d-7b2e",
+                    "snapshots": {"users": SNAPSHOT_EXAMPLE, "listings": SNAPSHOT_EXAMPLE},
+                    "results": [{"listing_id": LISTING_ID_EXAMPLE, "probability": 0.0731}],
+                    "unknown_listings": ["00000000-0000-4000-8000-000000000000"],
+                }
+            ]
+        }
+    )

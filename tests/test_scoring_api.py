@@ -1,0 +1,193 @@
+"""POST /v1/score against real Redis snapshots and a real LightGBM model from the registry.
+
+The decisive test: for examples of the training set whose user snapshot is the one being served,
+the API's probability equals the offline model's prediction on the training set's own row (no
+train/serve skew), for known and cold-start users; then a new promotion is served without a restart.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fastapi.testclient import TestClient
+from online_support import delete_prefix
+
+from fs_platform import model_registry, training_set
+from fs_platform.config import get_settings
+from fs_platform.model import train
+from fs_platform.online_store import LISTINGS, USERS, OnlineStore, connect
+from fs_platform.online_sync import sync_snapshot
+from fs_platform.runtime import pg_connect
+from fs_platform.scoring import ScoringContext, feature_row
+from fs_platform.serving import create_app, schemas
+from fs_platform.serving.model_provider import ModelProvider
+from fs_platform.warehouse import DEVICE_TYPES
+
+FOREVER = timedelta(days=100_000)
+UNKNOWN = "00000000-0000-4000-8000-000000000000"
+FIRST_DAY, LAST_DAY = date(2026, 2, 22), date(2026, 2, 28)  # the warehouse's snapshots: 02-27, 02-28
+
+
+@pytest.fixture(scope="module")
+def scoring(warehouse, tmp_path_factory):
+    """Users and listings synced under a private prefix, a training set and a promoted model."""
+    folder = tmp_path_factory.mktemp("scoring")
+    prefix = f"{warehouse.prefix}:score"
+    conn = pg_connect(warehouse.database_url)
+    client = connect(warehouse.redis_url, 10)
+    for kind in (USERS, LISTINGS):
+        sync_snapshot(kind, conn, client, prefix=prefix)
+    config = training_set.TrainingSetConfig(start=FIRST_DAY, end=LAST_DAY, validation_days=1, test_days=1)
+    built = training_set.build(conn, config, root=folder / "training_sets")
+    conn.close()
+    frame = training_set.load(built.path)
+    models = folder / "models"
+    version = model_registry.save(train(frame, params={"min_data_in_leaf": 20}), {}, root=models).name
+    model_registry.promote(version, models)
+    yield {"prefix": prefix, "frame": frame, "models": models, "version": version}
+    delete_prefix(client, prefix)
+
+
+def _client(warehouse, scoring, models: Path | None = None) -> TestClient:
+    store = OnlineStore(connect(warehouse.redis_url, 2), prefix=scoring["prefix"], max_age=FOREVER)
+    provider = ModelProvider(models or scoring["models"])
+    return TestClient(create_app(store, replace(get_settings(), api_keys=()), provider))
+
+
+def _request(row: pd.Series, listing_ids: list[str] | None = None) -> dict:
+    return {
+        "user_id": row["user_id"],
+        "listing_ids": listing_ids or [row["listing_id"]],
+        "context": {"device_type": row["device_type"], "timestamp": row["example_time"].isoformat()},
+    }
+
+
+def _served_examples(scoring) -> pd.DataFrame:
+    """Examples of the last day: their user snapshot (if any) is the one in Redis."""
+    frame = scoring["frame"]
+    last = frame[frame["example_date"] == LAST_DAY.isoformat()]
+    as_of = pd.Timestamp(datetime(2026, 2, 28, tzinfo=UTC))
+    assert (last["features_as_of"].isna() | (last["features_as_of"] == as_of)).all()
+    return last
+
+
+def test_api_scores_equal_the_offline_model_on_training_rows(warehouse, scoring):
+    client = _client(warehouse, scoring)
+    examples = _served_examples(scoring)
+    with_user = examples[examples["features_as_of"].notna()].head(150)
+    cold = examples[examples["features_as_of"].isna()].head(30)
+    assert len(with_user) >= 50 and len(cold) >= 5, (len(with_user), len(cold))
+    model = model_registry.load(scoring["version"], scoring["models"])
+    for part, user_found in ((with_user, True), (cold, False)):
+        expected = model.predict(part)
+        for (_, row), p in zip(part.iterrows(), expected, strict=True):
+            response = client.post("/v1/score", json=_request(row))
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["user_found"] is user_found
+            assert body["model_version"] == scoring["version"]
+            assert body["unknown_listings"] == []
+            [result] = body["results"]
+            assert result["listing_id"] == row["listing_id"]
+            assert result["probability"] == pytest.approx(p, rel=1e-9, abs=1e-12)
+
+
+def test_online_feature_rows_equal_the_training_rows(warehouse, scoring):
+    """Feature by feature (so a feature the model happens to ignore is checked too)."""
+    store = OnlineStore(connect(warehouse.redis_url, 2), prefix=scoring["prefix"], max_age=FOREVER)
+    examples = _served_examples(scoring)
+    for _, row in examples.iterrows():
+        user = store.get_user(row["user_id"]).features
+        listing = store.get_listing(row["listing_id"]).features
+        context = ScoringContext(row["device_type"], row["example_time"].to_pydatetime())
+        online = feature_row(user, listing, context)
+        for name in training_set.FEATURES:
+            offline = row[name]
+            if pd.isna(offline):
+                assert pd.isna(online[name]), (name, row["user_id"], online[name])
+            elif name in training_set.CATEGORICAL_FEATURES:
+                assert online[name] == offline, name
+            else:
+                assert online[name] == pytest.approx(float(offline), rel=1e-12, abs=1e-15), name
+
+
+def test_candidates_are_ranked_and_unknown_listings_reported(warehouse, scoring):
+    client = _client(warehouse, scoring)
+    row = _served_examples(scoring).dropna(subset=["features_as_of"]).iloc[0]
+    candidates = list(warehouse.listings)[:120]
+    response = client.post("/v1/score", json=_request(row, [*candidates, UNKNOWN, candidates[0]]))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["unknown_listings"] == [UNKNOWN]
+    probabilities = [r["probability"] for r in body["results"]]
+    assert len(probabilities) == len(candidates)  # the duplicate is scored once
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert len(set(probabilities)) > 10 and all(0 < p < 1 for p in probabilities)
+    assert {r["listing_id"] for r in body["results"]} == set(candidates)
+    assert body["snapshots"]["users"]["as_of"] == warehouse.as_of.isoformat()
+    assert response.headers["X-Model-Version"] == scoring["version"]
+
+    only_unknown = client.post("/v1/score", json=_request(row, [UNKNOWN]))
+    assert only_unknown.status_code == 200
+    assert only_unknown.json()["results"] == [] and only_unknown.json()["unknown_listings"] == [UNKNOWN]
+
+
+def test_a_new_promotion_is_served_without_restart(warehouse, scoring, tmp_path):
+    models = tmp_path / "models"
+    client = _client(warehouse, scoring, models)
+    row = _served_examples(scoring).dropna(subset=["features_as_of"]).iloc[0]
+    response = client.post("/v1/score", json=_request(row))
+    assert response.status_code == 503 and "no model has been promoted" in response.json()["detail"]
+
+    first = model_registry.save(
+        train(scoring["frame"], params={"min_data_in_leaf": 20}), {}, root=models
+    ).name
+    model_registry.promote(first, models)
+    assert client.post("/v1/score", json=_request(row)).json()["model_version"] == first
+
+    # a different model (fewer features): the next request uses it, with its own predictions
+    second_model = train(scoring["frame"], features=["hour_of_day", "device_type", "price_pct"])
+    second = model_registry.save(second_model, {}, root=models, version=f"{first}-b").name
+    model_registry.promote(second, models)
+    body = client.post("/v1/score", json=_request(row)).json()
+    assert body["model_version"] == second
+    expected = model_registry.load(second, models).predict(row.to_frame().T.infer_objects())
+    assert body["results"][0]["probability"] == pytest.approx(expected[0], rel=1e-9)
+
+    # a promoted version that cannot be loaded leaves the previous model serving
+    broken = models / "broken"
+    broken.mkdir()
+    (broken / "metadata.json").write_text("{}")
+    model_registry.promote("broken", models)
+    assert client.post("/v1/score", json=_request(row)).json()["model_version"] == second
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"context": {"device_type": "tablet"}}, "device_type"),
+        ({"context": {"device_type": "ios", "timestamp": "2026-02-28T10:00:00"}}, "needs a timezone"),
+        ({"listing_ids": []}, "listing_ids is empty"),
+        ({"listing_ids": [UNKNOWN] * 501}, "too many candidates: 501"),
+        ({"listing_ids": ["not-a-uuid"]}, "not a valid UUID"),
+        ({"user_id": "42"}, "not a valid UUID"),
+        ({"context": None}, "context"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_invalid_score_requests_get_422_with_a_message(warehouse, scoring, change, message):
+    client = _client(warehouse, scoring)
+    request = {"user_id": UNKNOWN, "listing_ids": [UNKNOWN], "context": {"device_type": "web"}, **change}
+    response = client.post("/v1/score", json=request)
+    assert response.status_code == 422, response.text
+    assert message in response.json()["detail"]
+
+
+def test_the_request_schema_accepts_exactly_the_warehouse_device_types():
+    literal = typing.get_type_hints(schemas.ScoreContext)["device_type"]
+    assert set(typing.get_args(literal)) == set(DEVICE_TYPES)
