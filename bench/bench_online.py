@@ -16,7 +16,6 @@ The rows are synthesised (not computed by dbt) so the benchmark needs no event d
 
 from __future__ import annotations
 
-import os
 import random
 import shutil
 import subprocess
@@ -186,23 +185,13 @@ def _timed(fn) -> float:
 
 
 def _http(redis_url: str, ids: list[str], requests: int) -> dict[str, float]:
-    port = http_load_port()
     env = {
-        **os.environ,
         "FS_REDIS_URL": redis_url,
         "FS_REDIS_PREFIX": PREFIX,
         "FS_ONLINE_CACHE_SIZE": "0",  # every request goes to Redis: the honest path
         "FS_API_KEYS": "",
     }
-    cli = Path(os.sys.executable).with_name("fs-platform")
-    server = subprocess.Popen(
-        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _wait_ready(port)
+    with http_load.serving_api(env) as port:
         rng = random.Random(11)
         singles = [http_load.get(f"/v1/users/{rng.choice(ids)}/features") for _ in range(requests)]
         batches = [
@@ -214,9 +203,6 @@ def _http(redis_url: str, ids: list[str], requests: int) -> dict[str, float]:
         hundred, errors_hundred = http_load.latencies("127.0.0.1", port, batches)
         per_connection = [singles[k::8] for k in range(8)]
         rps, total, errors_c8 = http_load.throughput("127.0.0.1", port, per_connection)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     p = http_load.percentile
     return {
         "http_1_p50_ms": p(one, 0.5) * 1e3,
@@ -227,28 +213,6 @@ def _http(redis_url: str, ids: list[str], requests: int) -> dict[str, float]:
         "http_requests_measured": len(one) + len(hundred) + total,
         "http_errors": errors_one + errors_hundred + errors_c8,
     }
-
-
-def http_load_port() -> int:
-    from fs_platform.runtime import _free_port
-
-    return _free_port()
-
-
-def _wait_ready(port: int) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            conn = http_load.Connection("127.0.0.1", port, timeout=2)
-            status, _ = conn.request(http_load.get("/readyz"))
-            conn.close()
-            if status == 200:
-                return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("fs-platform serve did not become ready")
-        time.sleep(0.2)
 
 
 def _cleanup(redis_url: str) -> None:

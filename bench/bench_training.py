@@ -131,8 +131,14 @@ def _ensure_snapshots(database_url: str, first: date, last: date) -> int:
     return len(missing)
 
 
-def _train_child(path: str, queue: multiprocessing.Queue) -> None:
+def registry_root(workdir: Path, scale: str) -> Path:
+    """The benchmark's own model registry (the scoring benchmark serves its ``current`` model)."""
+    return workdir / f"models_{scale}"
+
+
+def _train_child(path: str, registry: str, queue: multiprocessing.Queue) -> None:
     """Runs in a spawned process: load, train, report time and the process's peak RSS."""
+    from fs_platform import model_registry
     from fs_platform.model import train
 
     frame = training_set.load(Path(path))
@@ -142,6 +148,10 @@ def _train_child(path: str, queue: multiprocessing.Queue) -> None:
     test = frame[frame["split"] == "test"]
     predictions = trained.predict(test)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    fingerprint = json.loads((Path(path) / "_metadata.json").read_text())["fingerprint"]
+    meta = {"training_set_path": path, "data_fingerprint": fingerprint}
+    version = model_registry.save(trained, meta, root=Path(registry)).name
+    model_registry.promote(version, Path(registry))
     queue.put(
         {
             "seconds": seconds,
@@ -153,10 +163,10 @@ def _train_child(path: str, queue: multiprocessing.Queue) -> None:
     )
 
 
-def _train(path: Path) -> dict:
+def _train(path: Path, registry: Path) -> dict:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_train_child, args=(str(path), queue))
+    child = ctx.Process(target=_train_child, args=(str(path), str(registry), queue))
     child.start()
     result = queue.get()
     child.join()
@@ -203,7 +213,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
     build_seconds, asof_seconds, merge_seconds = min(builds), min(asofs), min(merges)
     rows = built.metadata["rows"]
 
-    trained = _train(built.path)
+    trained = _train(built.path, registry_root(workdir, scale))
     m = trained["metrics"]
     model_auc, true_auc, covered = _truth_auc(workdir, scale, trained["test"])
     model, glob, aff = m["model"], m["baseline_global_rate"], m["baseline_affinity_only"]

@@ -8,11 +8,16 @@ load is bounded by construction.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 _LENGTH = re.compile(rb"(?i)\r\ncontent-length: *(\d+)")
 
@@ -108,3 +113,41 @@ def throughput(host: str, port: int, per_connection: Sequence[Sequence[bytes]]) 
 def percentile(values: Sequence[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextmanager
+def serving_api(env: dict[str, str]) -> Iterator[int]:
+    """``fs-platform serve`` (one uvicorn worker) on a free loopback port until the block ends;
+    yields the port once /readyz answers 200."""
+    from fs_platform.runtime import _free_port
+
+    port = _free_port()
+    cli = Path(sys.executable).with_name("fs-platform")
+    server = subprocess.Popen(
+        [str(cli), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_ready(port)
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _wait_ready(port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            conn = Connection("127.0.0.1", port, timeout=2)
+            status, _ = conn.request(get("/readyz"))
+            conn.close()
+            if status == 200:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError("fs-platform serve did not become ready")
+        time.sleep(0.2)

@@ -60,6 +60,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "60",
         "How long a replaced snapshot stays readable after a flip (in-flight readers), then expires.",
     ),
+    "FS_MODEL_REGISTRY_DIR": (
+        "$FS_HOME/models",
+        "Model registry folder (versions + `current` pointer); shared by training and the serving API.",
+    ),
     "FS_API_KEYS": ("(none)", "Comma-separated API keys; when set, every /v1 route needs X-API-Key."),
     "FS_TEST_DATABASE_URL": ("(embedded)", "Tests only: server on which tests create throw-away databases."),
     "FS_TEST_REDIS_URL": (
@@ -114,7 +118,7 @@ class Settings:
 
     @property
     def model_registry_dir(self) -> Path:
-        return self.home / "models"
+        return Path(_env("FS_MODEL_REGISTRY_DIR") or self.home / "models")
 
 
 def get_settings() -> Settings:
