@@ -172,3 +172,5 @@ def sync_online_store(instance: dg.DagsterInstance, database_url: str) -> None:
     body = json.dumps({"user_ids": [first, second]})
     print(f"  curl -s -X POST {api}/v1/features/batch -H 'Content-Type: application/json' -d '{body}'")
     print(f"  curl -s {api}/v1/listings/{listing}/features")
+    body = json.dumps({"user_id": first, "listing_ids": [listing], "context": {"device_type": "ios"}})
+    print(f"  curl -s -X POST {api}/v1/score -H 'Content-Type: application/json' -d '{body}'")
