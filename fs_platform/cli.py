@@ -241,6 +241,54 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     )
 
 
+# ---------------------------------------------------------------- monitoring
+
+
+@main.group()
+def drift() -> None:
+    """Evidently drift reports (the same ones the Dagster monitoring checks write)."""
+
+
+@drift.command("report")
+@click.option(
+    "--date",
+    "day",
+    type=click.DateTime(["%Y-%m-%d"]),
+    required=True,
+    help="Partition D: input drift judges the events of D - 1, feature drift the snapshot as of D.",
+)
+@click.option(
+    "--check",
+    "checks",
+    type=click.Choice(["input", "features", "predictions"]),
+    multiple=True,
+    help="Which reports (repeatable; default: all).",
+)
+@click.option(
+    "--reference-date", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Feature reference partition."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="Reports root (default $FS_HOME/reports)."
+)
+def drift_report(day, checks: tuple[str, ...], reference_date, out: Path | None) -> None:
+    """Write the drift reports of partition D (HTML + JSON) and print where they are."""
+    from fs_platform.monitoring.cli_report import write_reports
+
+    results, failures = write_reports(
+        day.date(),
+        list(checks) or ["input", "features", "predictions"],
+        reference=reference_date.date() if reference_date else None,
+        root=out,
+    )
+    for result in results:
+        verdict = f"DRIFT in {', '.join(result.drifted_columns)}" if result.drift_detected else "no drift"
+        click.echo(f"{result.check:17} {verdict:40} {result.html_path}")
+    for check, reason in failures.items():
+        click.echo(f"{check:17} not written: {reason}", err=True)
+    if not results:
+        sys.exit(1)
+
+
 @main.group()
 def features() -> None:
     """The feature registry (descriptions and meta from the dbt yml files)."""

@@ -7,6 +7,11 @@ from dagster_dbt import DbtCliResource
 
 from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.assets.ingestion import raw_listings, raw_user_interactions
+from fs_platform.assets.monitoring_checks import (
+    monitoring_checks,
+    prediction_drift_job,
+    prediction_drift_schedule,
+)
 from fs_platform.assets.online import online_listing_features, online_sync_sensor, online_user_features
 from fs_platform.assets.training import (
     ctr_model_asset,
@@ -16,6 +21,7 @@ from fs_platform.assets.training import (
     weekly_training_schedule,
 )
 from fs_platform.dbt_project import dbt_executable, dbt_project
+from fs_platform.monitoring.alert_sensors import monitoring_alert_sensor, run_failure_alert_sensor
 from fs_platform.resources import PostgresResource, RedisResource
 from fs_platform.schedules import daily_features_job, daily_features_schedule
 from fs_platform.sensors import inbox_sensor
@@ -30,10 +36,10 @@ defs = dg.Definitions(
         training_set_asset,
         ctr_model_asset,
     ],
-    asset_checks=[ctr_model_promotion],
-    jobs=[daily_features_job, weekly_training_job],
-    schedules=[daily_features_schedule, weekly_training_schedule],
-    sensors=[inbox_sensor, online_sync_sensor],
+    asset_checks=[ctr_model_promotion, *monitoring_checks],
+    jobs=[daily_features_job, weekly_training_job, prediction_drift_job],
+    schedules=[daily_features_schedule, weekly_training_schedule, prediction_drift_schedule],
+    sensors=[inbox_sensor, online_sync_sensor, monitoring_alert_sensor, run_failure_alert_sensor],
     resources={
         "postgres": PostgresResource(),
         "redis": RedisResource(),

@@ -1,0 +1,1 @@
+"""Monitoring: Evidently drift reports, data-quality measures and alerting (DESIGN §8)."""

@@ -1,0 +1,165 @@
+"""Pull the frames the drift reports compare out of PostgreSQL into pandas.
+
+Rows of different grains (events, engaged events, active user-days) are stacked into one frame with
+the other grains' columns left null: Evidently drops nulls column by column, so one report (one HTML
+file) covers the whole input-drift check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import psycopg2.extensions
+
+#: reference rows above this are sampled (seeded): effect sizes do not need millions of rows
+MAX_REFERENCE_ROWS = 300_000
+
+_EVENTS_SQL = """
+select e.event_type, e.device_type, l.category_id
+from raw.user_interactions e
+join raw.listings l using (listing_id)
+where e.occurred_at >= %(start)s and e.occurred_at < %(end)s
+"""
+
+# the price of engaged (w > 0) events' listings, raw and relative to its category's median price
+_ENGAGED_SQL = """
+with medians as (
+    select category_id, percentile_cont(0.5) within group (order by price)::float8 as median_price
+    from raw.listings where price > 0 group by category_id
+)
+select l.price::float8 as engaged_price,
+       ln(l.price::float8 / m.median_price) as engaged_log_price_vs_category
+from raw.user_interactions e
+join raw.listings l using (listing_id)
+join medians m using (category_id)
+where e.occurred_at >= %(start)s and e.occurred_at < %(end)s
+  and e.event_type <> 'impression' and l.price > 0
+"""
+
+# per (user, category, day) with engagement: did the user engage with this category in the `lookback`
+# days before? A preference shift shows up as categories new to their users. One row per user-category-day
+# (not per event) so a few very active users cannot dominate the mix.
+_NOVELTY_SQL = """
+with user_category_days as (
+    select distinct e.user_id, l.category_id, (e.occurred_at at time zone 'UTC')::date as day
+    from raw.user_interactions e
+    join raw.listings l using (listing_id)
+    where e.occurred_at >= %(start)s - make_interval(days => %(lookback)s) and e.occurred_at < %(end)s
+      and e.event_type <> 'impression'
+),
+flagged as (
+    select day, day - lag(day) over (partition by user_id, category_id order by day) as gap
+    from user_category_days
+)
+select case when gap <= %(lookback)s then 'known' else 'new' end as engaged_category_novelty
+from flagged
+where day >= %(start)s::date
+"""
+
+_USER_DAYS_SQL = """
+select count(*)::float8 as events_per_active_user
+from raw.user_interactions
+where occurred_at >= %(start)s and occurred_at < %(end)s
+group by user_id, (occurred_at at time zone 'UTC')::date
+"""
+
+# scalar features plus per-user derived columns of the affinity maps
+_FEATURES_SQL = """
+select h.activity_score, h.price_sensitivity,
+       c.key as top_category, c.share as top_category_share, c.n as categories_per_user,
+       t.key as top_city, t.share as top_city_share, t.n as cities_per_user
+from features.user_features_history h
+left join lateral (
+    select key, value::float8 as share, count(*) over () as n
+    from jsonb_each_text(h.category_affinity) order by value::float8 desc, key limit 1
+) c on true
+left join lateral (
+    select key, value::float8 as share, count(*) over () as n
+    from jsonb_each_text(h.city_affinity) order by value::float8 desc, key limit 1
+) t on true
+where h.as_of = %(as_of)s
+"""
+
+
+def day_start(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _query(conn: psycopg2.extensions.connection, sql: str, params: dict) -> pd.DataFrame:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+        names = [d.name for d in cur.description]
+    conn.rollback()  # read-only: never leave the caller's connection idle in a transaction
+    return pd.DataFrame(rows, columns=names)
+
+
+def _cap(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
+    return frame.sample(n=MAX_REFERENCE_ROWS, random_state=seed) if len(frame) > MAX_REFERENCE_ROWS else frame
+
+
+#: days of history the novelty flag looks back over
+NOVELTY_LOOKBACK_DAYS = 14
+
+
+def first_event_day(conn: psycopg2.extensions.connection) -> date | None:
+    frame = _query(conn, "select min(occurred_at) as first from raw.user_interactions", {})
+    first = frame["first"].iloc[0]
+    return None if first is None or pd.isna(first) else first.astimezone(UTC).date()
+
+
+def interactions_frame(
+    conn: psycopg2.extensions.connection, start: date, end: date, *, novelty: bool = True
+) -> pd.DataFrame:
+    """Events of the UTC days ``[start, end)`` as one stacked frame (see the module docstring).
+
+    ``novelty=False`` leaves out the category-novelty rows (callers do when the data does not reach
+    ``NOVELTY_LOOKBACK_DAYS`` before ``start``: every category would look new).
+    """
+    params = {"start": day_start(start), "end": day_start(end), "lookback": NOVELTY_LOOKBACK_DAYS}
+    parts = [
+        _cap(_query(conn, _EVENTS_SQL, params)),
+        _cap(_query(conn, _ENGAGED_SQL, params)),
+        _cap(_query(conn, _USER_DAYS_SQL, params)),
+    ]
+    if novelty:
+        parts.append(_cap(_query(conn, _NOVELTY_SQL, params)))
+    frame = pd.concat(parts, ignore_index=True)
+    if "engaged_category_novelty" not in frame:
+        frame["engaged_category_novelty"] = None
+    for column in ("engaged_price", "engaged_log_price_vs_category", "events_per_active_user"):
+        frame[column] = pd.to_numeric(frame.get(column), errors="coerce").astype(np.float64)
+    return frame
+
+
+def features_frame(conn: psycopg2.extensions.connection, as_of: date) -> pd.DataFrame:
+    """One row per user of the snapshot ``as_of`` (partition date) with derived columns."""
+    frame = _query(conn, _FEATURES_SQL, {"as_of": day_start(as_of)})
+    for column in frame.columns:
+        if column not in ("top_category", "top_city"):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
+    return frame
+
+
+def snapshot_dates(conn: psycopg2.extensions.connection) -> list[date]:
+    """The partitions present in user_features_history, oldest first."""
+    frame = _query(conn, "select distinct as_of from features.user_features_history order by as_of", {})
+    return [ts.astimezone(UTC).date() for ts in frame["as_of"]]
+
+
+@dataclass(frozen=True)
+class Window:
+    """The current slice and its reference, as UTC day ranges [start, end)."""
+
+    current: tuple[date, date]
+    reference: tuple[date, date]
+
+
+def input_window(day: date, reference_days: int) -> Window:
+    """Events of ``day`` against the ``reference_days`` days before it."""
+    return Window(
+        current=(day, day + timedelta(days=1)), reference=(day - timedelta(days=reference_days), day)
+    )

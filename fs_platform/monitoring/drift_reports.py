@@ -1,0 +1,256 @@
+"""Evidently drift reports: run, judge per column, save HTML + JSON under the reports folder.
+
+One function per check (input, features, predictions). Each returns a ``DriftResult`` with the
+per-column values the Dagster check puts in its metadata (so the UI shows which columns moved) and
+the paths of the saved report; the CLI writes the same reports outside Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg2.extensions
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+
+from fs_platform.config import get_settings
+from fs_platform.monitoring import drift_data
+from fs_platform.monitoring.settings import ColumnRule, drift_settings, rules
+
+
+class NotEnoughData(ValueError):
+    """The current or the reference slice is too small to judge (no report, the check says why)."""
+
+
+@dataclass
+class DriftResult:
+    """Outcome of one drift check on one date."""
+
+    check: str  # "input_drift" | "feature_drift" | "prediction_drift"
+    day: str  # the partition / day judged
+    current: str  # what was compared ...
+    reference: str  # ... against what
+    current_rows: int
+    reference_rows: int
+    columns: dict[str, dict[str, Any]]  # column -> method, threshold, value, drifted
+    decisive: list[str]
+    html_path: str
+    json_path: str
+    summary_path: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c for c, r in self.columns.items() if r["drifted"] and c in self.decisive]
+
+    @property
+    def drift_detected(self) -> bool:
+        return bool(self.drifted_columns)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **asdict(self),
+            "drifted_columns": self.drifted_columns,
+            "drift_detected": self.drift_detected,
+        }
+
+
+def reports_dir(day: date | str, root: Path | None = None) -> Path:
+    folder = (root or get_settings().reports_dir) / str(day)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def compare(
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    column_rules: dict[str, ColumnRule],
+    out_base: Path,
+) -> tuple[dict[str, dict[str, Any]], Path, Path]:
+    """Run Evidently's DataDriftPreset with our method/threshold per column; save HTML and JSON."""
+    columns = [c for c in column_rules if current[c].notna().any() and reference[c].notna().any()]
+    if not columns:
+        raise NotEnoughData("no column has values in both the current and the reference data")
+    definition = DataDefinition(
+        numerical_columns=[c for c in columns if column_rules[c].kind == "num"],
+        categorical_columns=[c for c in columns if column_rules[c].kind == "cat"],
+    )
+    preset = DataDriftPreset(
+        columns=columns,
+        per_column_method={c: column_rules[c].method for c in columns},
+        per_column_threshold={c: column_rules[c].threshold for c in columns},
+        drift_share=1.0 / (len(columns) + 1),  # the preset's verdict: "any column drifted"
+    )
+    snapshot = Report([preset]).run(
+        Dataset.from_pandas(current[columns], data_definition=definition),
+        Dataset.from_pandas(reference[columns], data_definition=definition),
+    )
+    values: dict[str, float] = {}
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        if config.get("type", "").endswith("ValueDrift"):
+            values[config["column"]] = float(metric["value"])
+    out_base.parent.mkdir(parents=True, exist_ok=True)
+    html, js = out_base.with_suffix(".html"), out_base.with_suffix(".json")
+    snapshot.save_html(str(html))
+    snapshot.save_json(str(js))
+    result = {}
+    for column, rule in column_rules.items():
+        value = values.get(column)
+        result[column] = {
+            "method": rule.method,
+            "threshold": rule.threshold,
+            "value": None if value is None else round(value, 6),
+            "drifted": value is not None and value >= rule.threshold,
+            "current_values": int(current[column].notna().sum()),
+            "reference_values": int(reference[column].notna().sum()),
+        }
+    return result, html, js
+
+
+def _finish(result: DriftResult) -> DriftResult:
+    summary = Path(result.html_path).with_name(Path(result.html_path).stem + "_summary.json")
+    result.summary_path = str(summary)
+    summary.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    return result
+
+
+def _require(frame: pd.DataFrame, minimum: int, what: str) -> None:
+    if len(frame) < minimum:
+        raise NotEnoughData(f"{what}: {len(frame)} rows, fewer than the {minimum} needed to judge drift")
+
+
+def input_drift(
+    conn: psycopg2.extensions.connection,
+    partition: date,
+    *,
+    override: dict | None = None,
+    root: Path | None = None,
+) -> DriftResult:
+    """Partition D (cutoff D 00:00) judges the interactions of its last day D - 1 against the
+    ``reference_days`` days before that."""
+    settings = drift_settings("input", override)
+    day = partition - timedelta(days=1)
+    window = drift_data.input_window(day, int(settings["reference_days"]))
+    first = drift_data.first_event_day(conn)
+    lookback = timedelta(days=drift_data.NOVELTY_LOOKBACK_DAYS)
+    novelty = first is not None and first <= window.reference[0] - lookback
+    current = drift_data.interactions_frame(conn, *window.current, novelty=novelty)
+    reference = drift_data.interactions_frame(conn, *window.reference, novelty=novelty)
+    _require(current, int(settings["min_current_rows"]), f"interactions of {day}")
+    _require(reference, int(settings["min_current_rows"]), f"interactions of {window.reference}")
+    column_rules = rules(settings)
+    columns, html, js = compare(
+        current, reference, column_rules, reports_dir(partition, root) / "input_drift"
+    )
+    return _finish(
+        DriftResult(
+            check="input_drift",
+            day=partition.isoformat(),
+            current=f"interactions of {day}",
+            reference=f"interactions of {window.reference[0]} .. {window.reference[1] - timedelta(days=1)}",
+            current_rows=len(current),
+            reference_rows=len(reference),
+            columns=columns,
+            decisive=list(column_rules),
+            html_path=str(html),
+            json_path=str(js),
+            notes=[]
+            if novelty
+            else [
+                "engaged_category_novelty skipped: the events do not reach "
+                f"{drift_data.NOVELTY_LOOKBACK_DAYS} days before the reference window"
+            ],
+        )
+    )
+
+
+def default_feature_reference(partition: date, settings: dict) -> date:
+    """The same weekday a week earlier (weekly cycles cancel out)."""
+    return partition - timedelta(days=int(settings["reference_offset_days"]))
+
+
+def feature_drift(
+    conn: psycopg2.extensions.connection,
+    partition: date,
+    *,
+    reference_partition: date | None = None,
+    override: dict | None = None,
+    root: Path | None = None,
+) -> DriftResult:
+    """user_features of ``partition`` against ``reference_partition`` (default: a week earlier)."""
+    settings = drift_settings("features", override)
+    reference_day = reference_partition or default_feature_reference(partition, settings)
+    current = drift_data.features_frame(conn, partition)
+    reference = drift_data.features_frame(conn, reference_day)
+    _require(current, int(settings["min_current_rows"]), f"user_features partition {partition}")
+    _require(
+        reference, int(settings["min_current_rows"]), f"user_features reference partition {reference_day}"
+    )
+    column_rules = rules(settings)
+    columns, html, js = compare(
+        current, reference, column_rules, reports_dir(partition, root) / "feature_drift"
+    )
+    return _finish(
+        DriftResult(
+            check="feature_drift",
+            day=partition.isoformat(),
+            current=f"user_features partition {partition}",
+            reference=f"user_features partition {reference_day}",
+            current_rows=len(current),
+            reference_rows=len(reference),
+            columns=columns,
+            decisive=list(column_rules),
+            html_path=str(html),
+            json_path=str(js),
+        )
+    )
+
+
+def prediction_drift(
+    conn: psycopg2.extensions.connection,
+    partition: date,
+    *,
+    model: Any | None = None,
+    override: dict | None = None,
+    root: Path | None = None,
+) -> DriftResult:
+    """Scores of the promoted model on the examples of the days before ``partition`` against the
+    scores on its own test days (the distribution it was validated on)."""
+    from fs_platform.monitoring import predictions
+
+    settings = drift_settings("predictions", override)
+    days = int(settings["current_days"])
+    loaded = predictions.load_model(model)
+    reference = predictions.reference_scores(loaded)
+    first = partition - timedelta(days=days)
+    current = predictions.current_scores(conn, loaded, first, partition - timedelta(days=1))
+    _require(
+        current, int(settings["min_current_rows"]), f"examples of {first} .. {partition - timedelta(days=1)}"
+    )
+    _require(reference, int(settings["min_current_rows"]), f"test examples of model {loaded.version}")
+    column_rules = rules(settings)
+    columns, html, js = compare(
+        current, reference, column_rules, reports_dir(partition, root) / "prediction_drift"
+    )
+    test_range = loaded.metadata.get("training_window", {}).get("test", {})
+    return _finish(
+        DriftResult(
+            check="prediction_drift",
+            day=partition.isoformat(),
+            current=f"model {loaded.version} on examples of {first} .. {partition - timedelta(days=1)}",
+            reference=f"model {loaded.version} on its test days {test_range.get('first_day', '?')} .. "
+            f"{test_range.get('last_day', '?')}",
+            current_rows=len(current),
+            reference_rows=len(reference),
+            columns=columns,
+            decisive=[c for c in settings.get("decisive", list(column_rules)) if c in column_rules],
+            html_path=str(html),
+            json_path=str(js),
+        )
+    )

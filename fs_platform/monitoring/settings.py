@@ -1,0 +1,121 @@
+"""Drift methods and thresholds per check and column, with an optional JSON override file.
+
+Why effect sizes and not p-values: a day holds thousands of events and the reference window hundreds
+of thousands, so K-S / chi-squared p-values flag every harmless wobble. We use Evidently's distance
+methods (normed Wasserstein for numbers, Jensen-Shannon for categories) whose value does not grow with
+the sample size; the thresholds were calibrated on drift-free days (see docs/monitoring.md and
+``make bench``). ``FS_DRIFT_CONFIG`` may point at a JSON file overriding any of it, e.g.
+``{"input": {"columns": {"device_type": {"threshold": 0.05}}}}``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: distance methods of Evidently: the column drifts when the value is >= the threshold
+DISTANCE_METHODS = ("wasserstein", "jensenshannon", "psi", "hellinger", "kl_div", "energy_dist", "TVD")
+
+
+@dataclass(frozen=True)
+class ColumnRule:
+    """How one column is compared: Evidently method, threshold, numeric or categorical."""
+
+    method: str
+    threshold: float
+    kind: str  # "num" | "cat"
+
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    # the day's interactions against the 28 days before it
+    "input": {
+        "reference_days": 28,
+        "min_current_rows": 200,
+        "columns": {
+            "event_type": {"method": "jensenshannon", "threshold": 0.06, "kind": "cat"},
+            "device_type": {"method": "jensenshannon", "threshold": 0.09, "kind": "cat"},
+            "category_id": {"method": "jensenshannon", "threshold": 0.1, "kind": "cat"},
+            "engaged_category_novelty": {"method": "jensenshannon", "threshold": 0.08, "kind": "cat"},
+            "engaged_price": {"method": "wasserstein", "threshold": 0.3, "kind": "num"},
+            "engaged_log_price_vs_category": {"method": "wasserstein", "threshold": 0.3, "kind": "num"},
+            "events_per_active_user": {"method": "wasserstein", "threshold": 0.25, "kind": "num"},
+        },
+    },
+    # partition D's user features against partition D - reference_offset_days
+    "features": {
+        "reference_offset_days": 7,
+        "min_current_rows": 100,
+        "columns": {
+            "activity_score": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+            "price_sensitivity": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+            "top_category": {"method": "jensenshannon", "threshold": 0.05, "kind": "cat"},
+            "top_category_share": {"method": "wasserstein", "threshold": 0.04, "kind": "num"},
+            "categories_per_user": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+            "top_city": {"method": "jensenshannon", "threshold": 0.05, "kind": "cat"},
+            "cities_per_user": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+        },
+    },
+    # the promoted model's scores on the latest day's examples against its own test days
+    "predictions": {
+        "current_days": 1,
+        "min_current_rows": 200,
+        "columns": {
+            "score": {"method": "wasserstein", "threshold": 0.1, "kind": "num"},
+            "device_type": {"method": "jensenshannon", "threshold": 0.06, "kind": "cat"},
+            "user_category_affinity": {"method": "wasserstein", "threshold": 0.15, "kind": "num"},
+            "price_gap": {"method": "wasserstein", "threshold": 0.15, "kind": "num"},
+        },
+        # only these columns decide pass/fail; the others explain what moved
+        "decisive": ["score"],
+    },
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def drift_settings(kind: str, override: dict | None = None) -> dict[str, Any]:
+    """Defaults for check ``kind``, then FS_DRIFT_CONFIG's section, then ``override`` (run config)."""
+    if kind not in DEFAULTS:
+        raise ValueError(f"unknown drift check {kind!r}; expected one of {', '.join(DEFAULTS)}")
+    merged = DEFAULTS[kind]
+    path = os.environ.get("FS_DRIFT_CONFIG")
+    if path:
+        try:
+            from_file = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"FS_DRIFT_CONFIG={path}: cannot read a JSON object ({exc})") from exc
+        if not isinstance(from_file, dict):
+            raise ValueError(f"FS_DRIFT_CONFIG={path}: expected a JSON object")
+        merged = _merge(merged, from_file.get(kind, {}))
+    merged = _merge(merged, override or {})
+    rules(merged)  # validate now: a typo fails the check with a clear message
+    return merged
+
+
+def rules(settings: dict[str, Any]) -> dict[str, ColumnRule]:
+    """Column -> rule, validated (only distance methods, positive thresholds)."""
+    out = {}
+    for column, spec in settings["columns"].items():
+        method, threshold, kind = spec.get("method"), spec.get("threshold"), spec.get("kind")
+        if method not in DISTANCE_METHODS:
+            raise ValueError(
+                f"column {column}: method {method!r} is not a distance method ({', '.join(DISTANCE_METHODS)})"
+            )
+        if not isinstance(threshold, int | float) or threshold <= 0:
+            raise ValueError(f"column {column}: threshold must be a positive number, got {threshold!r}")
+        if kind not in ("num", "cat"):
+            raise ValueError(f"column {column}: kind must be 'num' or 'cat', got {kind!r}")
+        out[column] = ColumnRule(method=method, threshold=float(threshold), kind=kind)
+    return out
