@@ -39,24 +39,26 @@ where e.occurred_at >= %(start)s and e.occurred_at < %(end)s
   and e.event_type <> 'impression' and l.price > 0
 """
 
-# per (user, category, day) with engagement: did the user engage with this category in the `lookback`
-# days before? A preference shift shows up as categories new to their users. One row per user-category-day
-# (not per event) so a few very active users cannot dominate the mix.
+# per engaged event: had the user engaged with this category in the `lookback` days before that day?
+# A preference shift shows up as engagement with categories new to their users (impressions would not
+# show it: exploration puts most categories in front of every user within a few weeks).
 _NOVELTY_SQL = """
-with user_category_days as (
-    select distinct e.user_id, l.category_id, (e.occurred_at at time zone 'UTC')::date as day
+with engaged as (
+    select e.user_id, l.category_id, (e.occurred_at at time zone 'UTC')::date as day
     from raw.user_interactions e
     join raw.listings l using (listing_id)
     where e.occurred_at >= %(start)s - make_interval(days => %(lookback)s) and e.occurred_at < %(end)s
       and e.event_type <> 'impression'
 ),
-flagged as (
-    select day, day - lag(day) over (partition by user_id, category_id order by day) as gap
-    from user_category_days
+user_category_days as (
+    select user_id, category_id, day,
+           day - lag(day) over (partition by user_id, category_id order by day) as gap
+    from (select distinct user_id, category_id, day from engaged) d
 )
-select case when gap <= %(lookback)s then 'known' else 'new' end as engaged_category_novelty
-from flagged
-where day >= %(start)s::date
+select case when u.gap <= %(lookback)s then 'known' else 'new' end as engaged_category_novelty
+from engaged e
+join user_category_days u using (user_id, category_id, day)
+where e.day >= %(start)s::date
 """
 
 _USER_DAYS_SQL = """
@@ -102,7 +104,7 @@ def _cap(frame: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
 
 
 #: days of history the novelty flag looks back over
-NOVELTY_LOOKBACK_DAYS = 14
+NOVELTY_LOOKBACK_DAYS = 28
 
 
 def first_event_day(conn: psycopg2.extensions.connection) -> date | None:

@@ -1,0 +1,329 @@
+"""Monitoring on real PostgreSQL, real dbt and real Evidently, with the generator's injected drift.
+
+Two private databases hold 60 days of xs data: one with a category-preference shift of 20% of the
+users, one with a 20-point device-mix shift, both from ``ONSET``. The checks must fire after the
+onset and stay quiet before it; the Dagster checks, the alert sensors (table, log, webhook) and the
+CLI are exercised on the same data.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from monitoring_support import ONSET, WebhookReceiver, load_drifted, private_database
+
+from fs_platform.assets.features import feature_dbt_assets
+from fs_platform.assets.ingestion import raw_user_interactions
+from fs_platform.assets.monitoring_checks import (
+    USER_FEATURES,
+    completeness_check,
+    feature_drift_check,
+    input_drift_check,
+    null_range_check,
+    rejected_rate_check,
+)
+from fs_platform.cli import main as cli
+from fs_platform.definitions import defs
+from fs_platform.ingestion import ingest_interactions_file
+from fs_platform.monitoring import alerts, detection, drift_reports, quality
+from fs_platform.monitoring.alert_sensors import monitoring_alert_sensor, run_failure_alert_sensor
+from fs_platform.monitoring.settings import drift_settings
+from fs_platform.resources import PostgresResource
+from fs_platform.runtime import pg_connect
+
+BEFORE, AT, AFTER = ONSET - timedelta(days=7), ONSET, ONSET + timedelta(days=7)
+
+
+@pytest.fixture(scope="module")
+def category_db(service_urls, tmp_path_factory):
+    """Category shift from ONSET; feature partitions ONSET - 7, ONSET, ONSET + 7 (real dbt)."""
+    with private_database(service_urls["server_url"], "fs_test_mon_cat") as url:
+        load_drifted(url, "category_shift", tmp_path_factory.mktemp("category_data"))
+        detection.build_partitions(
+            url, [BEFORE, AT, AFTER], target_path="target/test_monitoring", in_process=False
+        )
+        yield url
+
+
+@pytest.fixture(scope="module")
+def device_db(service_urls, tmp_path_factory):
+    with private_database(service_urls["server_url"], "fs_test_mon_dev") as url:
+        load_drifted(url, "device_shift", tmp_path_factory.mktemp("device_data"))
+        yield url
+
+
+@pytest.fixture()
+def conn(category_db):
+    connection = pg_connect(category_db)
+    yield connection
+    connection.rollback()
+    connection.close()
+
+
+# ------------------------------------------------------------------ detection with and without drift
+
+
+def test_input_drift_fires_on_the_device_shift_and_not_the_day_before(device_db, tmp_path):
+    connection = pg_connect(device_db)
+    quiet = drift_reports.input_drift(connection, ONSET, root=tmp_path)  # judges ONSET - 1
+    loud = drift_reports.input_drift(connection, ONSET + timedelta(days=1), root=tmp_path)  # judges ONSET
+    connection.close()
+    assert not quiet.drift_detected, quiet.columns
+    assert loud.drifted_columns == ["device_type"], loud.columns
+    assert loud.columns["device_type"]["value"] > 2 * quiet.columns["device_type"]["value"]
+    # the saved report is Evidently's, for the judged day, with the per-column summary beside it
+    html = Path(loud.html_path)
+    assert html.parent.name == (ONSET + timedelta(days=1)).isoformat() and html.stat().st_size > 100_000
+    assert "device_type" in html.read_text() and "Drift" in html.read_text()
+    summary = json.loads(Path(loud.summary_path).read_text())
+    assert summary["drifted_columns"] == ["device_type"] and summary["current"] == f"interactions of {ONSET}"
+    snapshot = json.loads(Path(loud.json_path).read_text())
+    assert any("ValueDrift" in m["metric_name"] for m in snapshot["metrics"])
+
+
+def test_input_drift_sees_the_category_shift_on_its_first_day(conn, tmp_path):
+    quiet = drift_reports.input_drift(conn, ONSET, root=tmp_path)
+    loud = drift_reports.input_drift(conn, ONSET + timedelta(days=1), root=tmp_path)
+    assert not quiet.drift_detected, quiet.columns
+    assert "engaged_category_novelty" in loud.drifted_columns, loud.columns
+
+
+def test_feature_drift_fires_a_week_into_the_category_shift_only(conn, tmp_path):
+    quiet = drift_reports.feature_drift(conn, AT, root=tmp_path)  # ONSET vs ONSET - 7: both before
+    loud = drift_reports.feature_drift(conn, AFTER, root=tmp_path)  # ONSET + 7 vs ONSET
+    assert quiet.reference == f"user_features partition {BEFORE}"
+    assert not quiet.drift_detected, quiet.columns
+    assert loud.drift_detected and "top_category_share" in loud.drifted_columns, loud.columns
+    assert set(loud.columns) >= {"activity_score", "price_sensitivity", "top_category", "top_city"}
+
+
+def test_prediction_drift_compares_scores_with_the_models_test_days(category_db, tmp_path):
+    model = detection.train_model(category_db, BEFORE, AT - timedelta(days=1), tmp_path)
+    connection = pg_connect(category_db)
+    same = drift_reports.prediction_drift(connection, AT, model=model, root=tmp_path)  # its test days
+    later = drift_reports.prediction_drift(connection, AFTER, model=model, root=tmp_path)
+    connection.close()
+    assert same.decisive == ["score"] and not same.drift_detected, same.columns
+    assert 0 < same.columns["score"]["value"] < 0.1
+    # a week into the shift the users' affinity for what they now look at has moved
+    assert later.columns["user_category_affinity"]["value"] > same.columns["user_category_affinity"]["value"]
+    assert Path(later.html_path).exists()
+
+
+def test_settings_are_validated_and_overridable(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="not a distance method"):
+        drift_settings("input", {"columns": {"device_type": {"method": "ks"}}})
+    with pytest.raises(ValueError, match="unknown drift check"):
+        drift_settings("nope")
+    path = tmp_path / "drift.json"
+    path.write_text(json.dumps({"features": {"columns": {"top_city": {"threshold": 0.5}}}}))
+    monkeypatch.setenv("FS_DRIFT_CONFIG", str(path))
+    assert drift_settings("features")["columns"]["top_city"]["threshold"] == 0.5
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="expected a JSON object"):
+        drift_settings("features")
+
+
+def test_too_little_data_is_a_clear_error(conn, tmp_path):
+    with pytest.raises(drift_reports.NotEnoughData, match="fewer than the"):
+        drift_reports.feature_drift(conn, AFTER, reference_partition=AFTER - timedelta(days=1), root=tmp_path)
+
+
+# ------------------------------------------------------------------ data quality
+
+
+def test_completeness_errors_when_users_lose_their_rows(conn):
+    assert quality.completeness(conn, AFTER).share == 1.0
+    with conn.cursor() as cur:  # lose 10% of the snapshot (rolled back by completeness())
+        cur.execute(
+            "delete from features.user_features_history where as_of = %s and ctid in "
+            "(select ctid from features.user_features_history where as_of = %s order by user_id "
+            "limit (select count(*) / 10 from features.user_features_history where as_of = %s))",
+            (pd.Timestamp(AFTER, tz="UTC"),) * 3,
+        )
+    measured = quality.completeness(conn, AFTER)
+    assert 0.85 < measured.share < 0.95 and measured.active_users == measured.snapshot_rows + (
+        measured.active_users - measured.with_features
+    )
+
+
+def test_range_rules_count_violations(conn):
+    rows, violations = quality.range_violations(conn, AFTER)
+    assert rows > 1000 and not any(violations.values())
+    with conn.cursor() as cur:
+        cur.execute(
+            "update features.user_features_history set activity_score = 1.5, "
+            "category_affinity = '{\"cat_00\": 0.5}' where as_of = %s and user_id in "
+            "(select user_id from features.user_features_history where as_of = %s limit 3)",
+            (pd.Timestamp(AFTER, tz="UTC"),) * 2,
+        )
+    _, violations = quality.range_violations(conn, AFTER)
+    assert violations["activity_score_null_or_out_of_[0,1)"] == 3
+    assert violations["category_shares_not_summing_to_1"] == 3
+
+
+# ------------------------------------------------------------------ Dagster checks, sensors, alerts
+
+
+def _resources(database_url: str) -> dict:
+    return {**defs.resources, "postgres": PostgresResource(database_url=database_url)}
+
+
+def _instance(database_url: str):
+    """A Dagster instance with Postgres storage in the private database, like production's."""
+    url = database_url.replace("postgresql://", "postgresql+psycopg2://", 1)
+    return dg.instance_for_test(overrides={"storage": {"postgres": {"postgres_url": url}}})
+
+
+def test_checks_in_dagster_link_reports_and_alert_once(category_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("FS_HOME", str(tmp_path))
+    checks = [input_drift_check, feature_drift_check, completeness_check, null_range_check]
+    with _instance(category_db) as instance, WebhookReceiver() as hook:
+        monkeypatch.setenv("FS_ALERT_WEBHOOK_URL", hook.url)
+        # as the daily job runs them: after the partition's dbt build (here only of user_features), same run
+        result = dg.materialize(
+            [feature_dbt_assets, *checks],
+            selection=dg.AssetSelection.assets(USER_FEATURES),
+            partition_key=AFTER.isoformat(),
+            resources=_resources(category_db),
+            instance=instance,
+        )
+        assert result.success
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert {"input_drift", "feature_drift", "completeness", "null_range_violations"} <= set(evaluations)
+        drift = evaluations["feature_drift"]
+        assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+        assert drift.partition == AFTER.isoformat()
+        report = Path(drift.metadata["report"].value)
+        assert report.exists() and report.is_relative_to(tmp_path / "reports" / AFTER.isoformat())
+        table = {r.data["column"]: r.data for r in drift.metadata["columns"].value.records}
+        assert table["top_category_share"]["drifted"] and not table["top_city"]["drifted"]
+        assert evaluations["completeness"].passed and evaluations["null_range_violations"].passed
+
+        context = dg.build_sensor_context(instance=instance, resources=_resources(category_db))
+        monitoring_alert_sensor(context)
+        again = dg.build_sensor_context(
+            instance=instance, cursor=context.cursor, resources=_resources(category_db)
+        )
+        monitoring_alert_sensor(again)  # nothing new: no second alert
+        connection = pg_connect(category_db)
+        stored = [a for a in alerts.recent(connection) if a["kind"] == "drift"]
+        connection.close()
+    assert [(a["check_name"], a["partition"], a["severity"]) for a in stored] == [
+        ("feature_drift", AFTER.isoformat(), "WARN")
+    ]
+    assert stored[0]["report"] == str(report) and stored[0]["webhook_status"] == "HTTP 204"
+    assert len(hook.received) == 1 and hook.received[0]["alert"]["report"] == str(report)
+    logged = [json.loads(line) for line in (tmp_path / "logs" / "alerts.jsonl").read_text().splitlines()]
+    assert [entry["check_name"] for entry in logged] == ["feature_drift"]
+
+
+def test_run_failure_sensor_records_the_failed_run(category_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("FS_HOME", str(tmp_path))
+    monkeypatch.delenv("FS_ALERT_WEBHOOK_URL", raising=False)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [feature_dbt_assets],
+            partition_key=AFTER.isoformat(),
+            resources=_resources(category_db),
+            instance=instance,
+            run_config={"ops": {"feature_dbt_assets": {"config": {"dbt_vars_json": "{not json"}}}},
+            raise_on_error=False,
+        )
+        assert not result.success
+        failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+        context = dg.build_run_status_sensor_context(
+            sensor_name="run_failure_alert_sensor",
+            dagster_event=failure,
+            dagster_instance=instance,
+            dagster_run=result.dagster_run,
+            resources=_resources(category_db),
+        ).for_run_failure()
+        run_failure_alert_sensor(context)
+    connection = pg_connect(category_db)
+    stored = [a for a in alerts.recent(connection) if a["kind"] == "run_failure"]
+    connection.close()
+    assert len(stored) == 1 and stored[0]["run_id"] == result.run_id
+    assert stored[0]["partition"] == AFTER.isoformat() and stored[0]["severity"] == "ERROR"
+
+
+def test_webhook_failure_never_loses_the_alert(category_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("FS_HOME", str(tmp_path))
+    monkeypatch.setenv("FS_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/nothing-listens-here")
+    connection = pg_connect(category_db)
+    alert = alerts.Alert(kind="quality", severity="WARN", message="test", dedup_key=f"test:{tmp_path.name}")
+    assert alerts.record(connection, alert) is True
+    assert alerts.record(connection, alert) is False  # same key: recorded once
+    stored = next(a for a in alerts.recent(connection) if a["dedup_key"] == alert.dedup_key)
+    connection.close()
+    assert stored["webhook_status"].startswith("error")
+
+
+def test_rejected_row_rate_warns_above_a_tenth_of_a_percent(device_db, tmp_path):
+    connection = pg_connect(device_db)
+    assert quality.rejected_rate(connection).rate == 0.0
+    bad = pd.DataFrame(
+        {
+            "event_id": [f"00000000-0000-4000-8000-{i:012d}" for i in range(600)],
+            "user_id": "00000000-0000-4000-8000-000000000001",
+            "listing_id": "00000000-0000-4000-8000-000000000002",
+            "event_type": "listing_shared",  # unknown type: every row rejected
+            "occurred_at": "2026-08-01T10:00:00Z",
+            "device_type": "ios",
+        }
+    )
+    bad.to_csv(tmp_path / "partner.csv", index=False)
+    ingest_interactions_file(connection, tmp_path / "partner.csv")
+    measured = quality.rejected_rate(connection)
+    connection.close()
+    assert measured.rejected == 600 and measured.rate > quality.REJECTED_RATE_MAX
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [raw_user_interactions, rejected_rate_check],
+            selection=dg.AssetSelection.checks(rejected_rate_check),
+            resources=_resources(device_db),
+            instance=instance,
+            raise_on_error=False,
+        )
+    (evaluation,) = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_writes_the_reports_of_a_partition(category_db, tmp_path, monkeypatch):
+    monkeypatch.setenv("FS_DATABASE_URL", category_db)
+    runner = CliRunner()
+    out = runner.invoke(
+        cli,
+        [
+            "drift",
+            "report",
+            "--date",
+            AFTER.isoformat(),
+            "--check",
+            "input",
+            "--check",
+            "features",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    lines = {line.split()[0]: line for line in out.output.splitlines()}
+    assert (
+        "DRIFT in" in lines["feature_drift"] and str(tmp_path / AFTER.isoformat()) in lines["feature_drift"]
+    )
+    assert (tmp_path / AFTER.isoformat() / "feature_drift.html").exists()
+    assert (tmp_path / AFTER.isoformat() / "input_drift.json").exists()
+    empty = runner.invoke(
+        cli, ["drift", "report", "--date", "2026-01-05", "--check", "features", "--out", str(tmp_path)]
+    )
+    assert empty.exit_code == 1 and "not written" in empty.output and "fewer than" in empty.output
