@@ -96,6 +96,15 @@ def warehouse(request, service_urls, tmp_path_factory):
     return online_warehouse(request, service_urls, tmp_path_factory)
 
 
+@pytest.fixture(scope="session")
+def ui_state(request, service_urls, tmp_path_factory):
+    """A small platform run driven by sensor/schedule ticks on a Postgres-backed Dagster instance
+    in a private database (see tests/ui_support.py); shared by the UI and tick tests."""
+    from ui_support import build_ui_state
+
+    return build_ui_state(request, service_urls, tmp_path_factory)
+
+
 @pytest.fixture()
 def prefix(warehouse):
     """An empty online store of our own; its keys are deleted afterwards."""

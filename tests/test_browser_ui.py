@@ -34,7 +34,6 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 import pytest
-from ui_support import ui_state
 
 from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.definitions import defs
@@ -119,8 +118,10 @@ def _drop_inbox_file(state) -> tuple[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def state(request, service_urls, tmp_path_factory):
-    return ui_state(request, service_urls, tmp_path_factory)
+def state(ui_state):
+    """The shared state, with os.environ pointing at it while this module runs."""
+    with ui_state.activated() as active:
+        yield active
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +131,7 @@ def dagster_dev(state, tmp_path_factory) -> Iterator[dict]:
     inbox_file, events_before = _drop_inbox_file(state)  # for the daemon's first inbox_sensor tick
     port = _free_port()
     log = tmp_path_factory.mktemp("dagster_dev") / "dagster_dev.log"
-    env = {**os.environ, **state.env, "DAGSTER_TELEMETRY_DISABLED": "1"}
+    env = {**state.dagster_dev_env(), "DAGSTER_TELEMETRY_DISABLED": "1"}
     dagster = Path(sys.executable).with_name("dagster")
     started = time.perf_counter()
     with log.open("w") as out:

@@ -17,10 +17,12 @@ Everything lands in the same Dagster instance that ``dagster dev`` then serves (
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -62,31 +64,64 @@ class UiState:
     sync_run_id: str
     seconds: dict[str, float]
 
-    def run(self, run_id: str) -> dg.DagsterRun:
-        with dg.DagsterInstance.get() as instance:
-            return instance.get_run_by_id(run_id)
+    @contextlib.contextmanager
+    def activated(self) -> Iterator[UiState]:
+        """os.environ pointing at this state (database, Redis prefix, FS_HOME, DAGSTER_HOME), restored after.
+
+        Only inside this block: the other test modules must keep seeing the session's database.
+        """
+        with _environment(self.env):
+            yield self
+
+    def dagster_dev_env(self) -> dict[str, str]:
+        """The environment for `dagster dev`: ours instead of any FS_*/DAGSTER_* of the test process."""
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("FS_", "DAGSTER_"))}
+        return {**base, **self.env}
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    saved = dict(os.environ)
+    for name in [k for k in os.environ if k.startswith(("FS_", "DAGSTER_"))]:
+        del os.environ[name]
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 _STATE: UiState | None = None
 
 
-def ui_state(request, service_urls: dict[str, str], tmp_path_factory) -> UiState:
-    """Build (once per session) and return the state; torn down at session end."""
+def build_ui_state(request, service_urls: dict[str, str], tmp_path_factory) -> UiState:
+    """Build (once per session) and return the state; torn down at session end.
+
+    The build runs with the state's environment and restores the test process's afterwards; use
+    ``state.activated()`` around code that reads the environment (Dagster instance, settings).
+    """
     global _STATE
     if _STATE is None:
-        saved = dict(os.environ)
         database_url = _create_database(service_urls["server_url"])
         prefix = f"fs_test_ui_{uuid.uuid4().hex[:8]}"
 
         def teardown() -> None:
             global _STATE
             _STATE = None
-            os.environ.clear()
-            os.environ.update(saved)
             _drop(service_urls, database_url, prefix)
 
         request.addfinalizer(teardown)
-        _STATE = _build(database_url, service_urls["redis_url"], prefix, tmp_path_factory.mktemp("ui_home"))
+        home = tmp_path_factory.mktemp("ui_home")
+        env = {
+            **{k: v for k, v in os.environ.items() if k.startswith(("FS_TEST_", "DAGSTER_TELEMETRY"))},
+            "FS_DATABASE_URL": database_url,
+            "FS_REDIS_URL": service_urls["redis_url"],
+            "FS_HOME": str(home),
+            "FS_REDIS_PREFIX": prefix,
+        }
+        with _environment(env):
+            _STATE = _build(database_url, service_urls["redis_url"], home)
     return _STATE
 
 
@@ -115,22 +150,12 @@ def _drop(service_urls: dict[str, str], database_url: str, prefix: str) -> None:
     client.close()
 
 
-def _build(database_url: str, redis_url: str, prefix: str, home: Path) -> UiState:
+def _build(database_url: str, redis_url: str, home: Path) -> UiState:
     from fs_platform.definitions import defs
     from fs_platform.instance import prepare_environment
     from fs_platform.synthetic import generate, write_parquet
     from fs_platform.training_demo import demo_window, train_demo_model
 
-    for name in ("FS_INBOX_DIR", "FS_ARCHIVE_DIR", "FS_FEATURE_CUTOFF", "DAGSTER_HOME"):
-        os.environ.pop(name, None)
-    os.environ.update(
-        {
-            "FS_DATABASE_URL": database_url,
-            "FS_REDIS_URL": redis_url,
-            "FS_HOME": str(home),
-            "FS_REDIS_PREFIX": prefix,
-        }
-    )
     prepare_environment()  # FS_PG_*, DAGSTER_HOME=$FS_HOME/dagster_home with the project's dagster.yaml
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -215,6 +240,7 @@ def _build(database_url: str, redis_url: str, prefix: str, home: Path) -> UiStat
         seconds["training"] = time.perf_counter() - t
 
     seconds["total"] = time.perf_counter() - started
+    os.environ.pop("FS_FEATURE_CUTOFF", None)  # set by the partition runs; not part of the state
     env = {k: v for k, v in os.environ.items() if k.startswith(("FS_", "DAGSTER_"))}
     return UiState(
         env=env,
