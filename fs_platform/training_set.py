@@ -187,11 +187,16 @@ class TrainingSetConfig:
 
 
 class TrainingSetSchema(pa.DataFrameModel):
-    """The training set's contract: types, ranges and closed vocabularies."""
+    """The training set's contract: types, ranges and closed vocabularies.
 
-    user_id: Series[str] = pa.Field(str_length={"min_value": 36, "max_value": 36})
-    listing_id: Series[str] = pa.Field(str_length={"min_value": 36, "max_value": 36})
-    example_date: Series[str] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$")
+    Text columns are declared ``object`` and checked by ``holds_strings`` (one C-level type
+    inference per column) instead of ``Series[str]``, whose check calls a Python lambda per value:
+    that alone was 60% of validating two million examples.
+    """
+
+    user_id: Series[object] = pa.Field(str_length={"min_value": 36, "max_value": 36})
+    listing_id: Series[object] = pa.Field(str_length={"min_value": 36, "max_value": 36})
+    example_date: Series[object] = pa.Field(str_matches=r"^\d{4}-\d{2}-\d{2}$")
     example_time: Series[pd.DatetimeTZDtype] = pa.Field(dtype_kwargs={"unit": "us", "tz": "UTC"})
     features_as_of: Series[pd.DatetimeTZDtype] = pa.Field(
         nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"}
@@ -208,14 +213,19 @@ class TrainingSetSchema(pa.DataFrameModel):
     user_category_affinity: Series[float] = pa.Field(ge=0, le=1 + 1e-9, nullable=True)
     user_city_affinity: Series[float] = pa.Field(ge=0, le=1 + 1e-9, nullable=True)
     price_gap: Series[float] = pa.Field(ge=0, le=1, nullable=True)
-    device_type: Series[str] = pa.Field(isin=list(DEVICE_TYPES))
-    category_id: Series[str] = pa.Field(nullable=True)
-    city: Series[str] = pa.Field(nullable=True)
-    split: Series[str] = pa.Field(isin=list(SPLITS))
+    device_type: Series[object] = pa.Field(isin=list(DEVICE_TYPES))
+    category_id: Series[object] = pa.Field(nullable=True)
+    city: Series[object] = pa.Field(nullable=True)
+    split: Series[object] = pa.Field(isin=list(SPLITS))
 
     class Config:
         strict = True
         ordered = True
+
+    @pa.check("user_id", "listing_id", "example_date", "device_type", "category_id", "city", "split")
+    def holds_strings(cls, series: pd.Series) -> bool:
+        """Every non-null value is a ``str``."""
+        return pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty")
 
     @pa.dataframe_check
     def snapshot_precedes_example(cls, df: pd.DataFrame) -> Series[bool]:
@@ -266,21 +276,23 @@ def query_examples(conn: psycopg2.extensions.connection, config: TrainingSetConf
             column_types=_ARROW_TYPES, strings_can_be_null=True, quoted_strings_can_be_null=False
         ),
     )
-    frame = table.select(list(_ARROW_TYPES)).to_pandas(types_mapper=None)
-    frame = frame.sort_values(["example_date", "user_id", "listing_id"], kind="stable", ignore_index=True)
-    for name in ("device_type", "category_id", "city", "user_id", "listing_id", "example_date"):
-        frame[name] = frame[name].astype(object)
-    return frame
+    # sorted in Arrow (multi-threaded C++, several times faster than pandas on 2M string keys);
+    # (example_date, user_id, listing_id) is unique, so the order is total
+    table = table.select(list(_ARROW_TYPES)).sort_by(
+        [("example_date", "ascending"), ("user_id", "ascending"), ("listing_id", "ascending")]
+    )
+    return table.to_pandas(types_mapper=None)  # strings arrive as ``object`` columns of str
 
 
 def assign_split(frame: pd.DataFrame, config: TrainingSetConfig) -> pd.DataFrame:
     """Time-based split by example date (the ranges of ``config.split_ranges``)."""
-    split = np.full(len(frame), "train", dtype=object)
-    split[(frame["example_date"] >= config.validation_start.isoformat()).to_numpy()] = "validation"
-    split[(frame["example_date"] >= config.test_start.isoformat()).to_numpy()] = "test"
-    frame = frame.copy()
-    frame["split"] = split
-    return frame
+    validation, test = config.validation_start.isoformat(), config.test_start.isoformat()
+    dates = frame["example_date"]
+    # one comparison per distinct day, then a lookup (string comparisons on every row cost seconds)
+    split_of = {
+        d: "test" if d >= test else "validation" if d >= validation else "train" for d in dates.unique()
+    }
+    return frame.assign(split=dates.map(split_of).astype(object))
 
 
 def fingerprint(frame: pd.DataFrame, config: TrainingSetConfig) -> str:
