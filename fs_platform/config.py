@@ -65,6 +65,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "Model registry folder (versions + `current` pointer); shared by training and the serving API.",
     ),
     "FS_API_KEYS": ("(none)", "Comma-separated API keys; when set, every /v1 route needs X-API-Key."),
+    "FS_ALERT_WEBHOOK_URL": (
+        "(none)",
+        "Monitoring alerts are also POSTed (JSON) to this URL; they are always stored in monitoring.alerts.",
+    ),
+    "FS_DRIFT_CONFIG": (
+        "(none)",
+        "JSON file overriding drift methods/thresholds per check and column (docs/monitoring.md).",
+    ),
     "FS_TEST_DATABASE_URL": ("(embedded)", "Tests only: server on which tests create throw-away databases."),
     "FS_TEST_REDIS_URL": (
         "(embedded)",

@@ -69,7 +69,17 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
     print(f"services: postgres {redact(urls.database_url)}, redis {urls.redis_url}")
 
     end = datetime.now(UTC).date()
-    data = generate("xs", days=days or DEMO_DAYS, seed=seed, end=end, progress=True)
+    # a 20-point device-mix shift on the last day: the input-drift check at the end shows it
+    drift_from = end - timedelta(days=1)
+    data = generate(
+        "xs",
+        days=days or DEMO_DAYS,
+        seed=seed,
+        end=end,
+        drift="device_shift",
+        drift_from=drift_from,
+        progress=True,
+    )
     written = write_parquet(data, settings.inbox_dir)
     truth_dir = settings.home / "ground_truth"
     truth_dir.mkdir(parents=True, exist_ok=True)
@@ -99,6 +109,10 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
     from fs_platform.training_demo import demo_window, train_demo_model
 
     train_demo_model(instance, _definitions().resources, *demo_window(end, days or DEMO_DAYS), truth_dir)
+    from fs_platform.monitoring.demo_checks import run_demo_checks
+
+    print(f"\ninjected drift: device_shift (20 points android -> ios) from {drift_from}")
+    run_demo_checks(instance, _definitions().resources, end, urls.database_url)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f}s.")
     print("Open the Dagster UI on the same instance and data:  make ui   (then http://127.0.0.1:3000)")
     print('Explore with dbt/psql:  eval "$(.venv/bin/fs-platform services env)"; psql "$FS_DATABASE_URL"')

@@ -49,6 +49,16 @@ def check_alert(record: dg.EventLogRecord) -> alerts.Alert | None:
     )
 
 
+def record_check_failures(conn, records: list[dg.EventLogRecord]) -> list[alerts.Alert]:
+    """Record an alert for each failed monitoring check among ``records``; returns the new ones."""
+    new = []
+    for record in records:
+        alert = check_alert(record)
+        if alert is not None and alerts.record(conn, alert):
+            new.append(alert)
+    return new
+
+
 @dg.sensor(
     name="monitoring_alert_sensor",
     minimum_interval_seconds=60,
@@ -66,13 +76,11 @@ def monitoring_alert_sensor(
     )
     if not records:
         return dg.SkipReason("no new check evaluations")
-    recorded = 0
     with postgres.connect() as conn:
-        for record in records:
-            alert = check_alert(record)
-            if alert is not None and alerts.record(conn, alert):
-                recorded += 1
-                context.log.warning(alert.message)
+        new = record_check_failures(conn, records)
+    for alert in new:
+        context.log.warning(alert.message)
+    recorded = len(new)
     context.update_cursor(str(records[-1].storage_id))
     return dg.SkipReason(f"{len(records)} check evaluation(s) read, {recorded} alert(s) recorded")
 
