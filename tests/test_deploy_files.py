@@ -233,6 +233,50 @@ def test_env_block_matches_the_image_layout(resolved):
     assert env["FS_HOME"].startswith("/")
 
 
+#: settings whose built-in default is right inside the image (paths follow FS_HOME, the volume)
+DEFAULT_IN_COMPOSE = {
+    "FS_EARLIEST_EVENT_DATE",
+    "FS_FUTURE_TOLERANCE_SECONDS",
+    "FS_INBOX_DIR",
+    "FS_ARCHIVE_DIR",
+    "FS_DBT_TARGET",
+    "FS_FEATURES_START_DATE",
+    "FS_REDIS_PREFIX",
+    "FS_REDIS_TIMEOUT_SECONDS",
+    "FS_ONLINE_MAX_AGE_HOURS",
+    "FS_ONLINE_CACHE_SIZE",
+    "FS_ONLINE_CACHE_TTL_SECONDS",
+    "FS_ONLINE_BUILD_TTL_SECONDS",
+    "FS_ONLINE_GRACE_SECONDS",
+    "FS_MODEL_REGISTRY_DIR",
+}
+#: operator choices and secrets: passed through from .env, empty when unset, never a literal value
+FROM_OPERATOR = ("FS_API_KEYS", "FS_ALERT_WEBHOOK_URL")
+DERIVED = {"FS_PG_HOST", "FS_PG_PORT", "FS_PG_USER", "FS_PG_PASSWORD", "FS_PG_DBNAME"}
+
+
+def test_every_setting_is_wired_or_defaulted_on_purpose(compose):
+    """Each variable `fs-platform config` lists is set by the compose env block, or its default is
+    known to be right in the image; a new setting fails here until someone decides which."""
+    from fs_platform.config import ENV_VARS
+
+    env = compose["x-fs-env"]
+    for name in ENV_VARS:
+        if name.startswith("FS_TEST_"):
+            assert name not in env, f"{name} is for tests only"
+        else:
+            assert name in env or name in DEFAULT_IN_COMPOSE, (
+                f"{name} is neither set in x-fs-env nor listed as defaulted in the image"
+            )
+            assert not (name in env and name in DEFAULT_IN_COMPOSE), f"{name}: set and listed as default"
+    # nothing in the block that the platform does not read (a typo would be silently ignored)
+    assert set(env) <= set(ENV_VARS) | DERIVED, set(env) - set(ENV_VARS) - DERIVED
+    example = (ROOT / ".env.example").read_text()
+    for name in FROM_OPERATOR:
+        assert env[name] == f"${{{name}:-}}", f"{name} must come from .env, empty by default: {env[name]}"
+        assert re.search(rf"^{name}=$", example, re.MULTILINE), f".env.example lacks an empty {name}="
+
+
 def test_fs_home_is_a_shared_named_volume(compose, resolved):
     fs_home = resolved["x-fs-env"]["FS_HOME"]
     for name in APP_SERVICES:
