@@ -327,3 +327,14 @@ def test_cli_writes_the_reports_of_a_partition(category_db, tmp_path, monkeypatc
         cli, ["drift", "report", "--date", "2026-01-05", "--check", "features", "--out", str(tmp_path)]
     )
     assert empty.exit_code == 1 and "not written" in empty.output and "fewer than" in empty.output
+
+
+def test_monitoring_is_wired_into_the_code_location():
+    job = defs.resolve_job_def("daily_features_job")
+    in_daily_job = {k.name for k in job.asset_layer.asset_graph.asset_check_keys}
+    assert {"input_drift", "feature_drift", "completeness", "null_range_violations"} <= in_daily_job
+    assert defs.get_sensor_def("monitoring_alert_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.get_sensor_def("run_failure_alert_sensor").default_status == dg.DefaultSensorStatus.RUNNING
+    assert defs.get_schedule_def("prediction_drift_job_schedule").cron_schedule == "30 4 * * *"
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    assert specs["user_features"].freshness_policy is not None  # freshness, visible in the UI

@@ -3,6 +3,7 @@ print where the reports are (the demo data carries a device-mix shift on its las
 
 from __future__ import annotations
 
+import contextlib
 from datetime import date
 
 import dagster as dg
@@ -14,6 +15,7 @@ from fs_platform.assets.monitoring_checks import (
     input_drift_check,
     null_range_check,
 )
+from fs_platform.config import get_settings
 from fs_platform.monitoring.alert_sensors import record_check_failures
 from fs_platform.runtime import pg_connect
 
@@ -25,15 +27,18 @@ def run_demo_checks(
 ) -> None:
     """Re-materialize ``user_features`` of ``partition`` with its monitoring checks (as the daily job does)."""
     checks = [input_drift_check, completeness_check, null_range_check]
-    result = dg.materialize(
-        [feature_dbt_assets, *checks],
-        selection=dg.AssetSelection.assets(USER_FEATURES),
-        partition_key=partition.isoformat(),
-        resources=resources,
-        instance=instance,
-        run_config=QUIET,
-        raise_on_error=False,
-    )
+    log_path = get_settings().home / "logs" / "monitoring-dbt.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as log, contextlib.redirect_stdout(log):  # dbt's console output
+        result = dg.materialize(
+            [feature_dbt_assets, *checks],
+            selection=dg.AssetSelection.assets(USER_FEATURES),
+            partition_key=partition.isoformat(),
+            resources=resources,
+            instance=instance,
+            run_config=QUIET,
+            raise_on_error=False,
+        )
     ours = {c.check_specs_by_output_name[o].name for c in checks for o in c.check_specs_by_output_name}
     print(f"\nmonitoring checks of user_features[{partition}] (run {result.run_id[:8]}):")
     for evaluation in result.get_asset_check_evaluations():
