@@ -29,6 +29,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
@@ -296,6 +297,30 @@ def test_asset_check_results_are_visible(page):
     promotion.click()
     expect(page.get_by_text("Passed", exact=True).first).to_be_visible()
     expect(page.get_by_text("promoted").first).to_be_visible()
+
+
+def test_drift_check_links_its_evidently_report(page, state):
+    """The input-drift check of the latest partition: verdict, columns, and the HTML report it links."""
+    expect = _expect()
+    day = state.schedule_ticks[-1].requests[0].partition_key
+    report = state.home / "reports" / day / "input_drift.html"
+    assert report.is_file(), f"the scheduled run of {day} wrote no input drift report"
+    page.goto(page.base + "/assets/user_features?view=checks")
+    page.get_by_title("input_drift", exact=True).first.click()
+    expect(page.get_by_text("drifted_columns", exact=True).first).to_be_visible()
+    expect(page.get_by_text(str(report), exact=True).first).to_be_visible()  # the `report` path
+    expect(
+        page.get_by_text(f"interactions of {date.fromisoformat(day) - timedelta(days=1)}").first
+    ).to_be_visible()
+    for column in ("event_type", "device_type", "jensenshannon", "wasserstein"):
+        expect(page.get_by_text(column, exact=True).first).to_be_attached()  # the `columns` table
+    _shot(page, "drift_check.png")
+
+    # the report itself, as an operator opens it from that path
+    page.goto(report.as_uri())
+    expect(page.get_by_text("device_type").first).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(1000)  # charts finish drawing
+    _shot(page, "drift_report.png")
 
 
 def test_schedules_and_sensors_are_listed_and_on(page):
