@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -127,17 +128,19 @@ def state(ui_state):
 
 @pytest.fixture(scope="module")
 def dagster_dev(state, tmp_path_factory) -> Iterator[dict]:
-    """`dagster dev` on a free loopback port, on the state's instance; the process group is killed after."""
+    """`fs-platform ui` (= `make ui`: `dagster dev`) on a free loopback port, on the state's instance;
+    the process group is killed after."""
     _require_browser()
     inbox_file, events_before = _drop_inbox_file(state)  # for the daemon's first inbox_sensor tick
     port = _free_port()
     log = tmp_path_factory.mktemp("dagster_dev") / "dagster_dev.log"
     env = {**state.dagster_dev_env(), "DAGSTER_TELEMETRY_DISABLED": "1"}
-    dagster = Path(sys.executable).with_name("dagster")
+    # what `make ui` runs: prepare the instance, then exec `dagster dev -w workspace.yaml` on loopback
+    cli = Path(sys.executable).with_name("fs-platform")
     started = time.perf_counter()
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(dagster), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+            [str(cli), "ui", "--port", str(port)],
             cwd=REPO,
             env=env,
             stdout=out,
@@ -346,17 +349,18 @@ def test_daemon_runs_the_inbox_sensor(page, dagster_dev, state):
     """The daemon of `dagster dev` ticks inbox_sensor; the run it launches ingests the dropped file."""
     expect = _expect()
     page.goto(page.base + "/runs")
-    deadline = time.monotonic() + 150
     # the daemon's run: launched by inbox_sensor for the new events file only (the state's own
     # ingestion run, evaluated in-process, also loaded raw_listings)
     row = page.locator("[data-index]").filter(has_text="inbox_sensor").filter(has_not_text="raw_listings")
-    while time.monotonic() < deadline:
-        if row.count() and "Success" in row.first.inner_text():
-            break
-        if row.count() and "Failure" in row.first.inner_text():
-            raise AssertionError(f"the sensor's run failed:\n{dagster_dev['log'].read_text()[-4000:]}")
-        page.wait_for_timeout(3000)
-        page.reload()
+    try:
+        # the runs list refreshes itself; a run worker needs ~15-60 s to start on a busy machine
+        expect(row.first).to_contain_text(re.compile("Success|Failure"), timeout=240_000)
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}\n--- dagster dev log:\n{dagster_dev['log'].read_text()[-4000:]}"
+        ) from None
+    if "Failure" in row.first.inner_text():
+        raise AssertionError(f"the sensor's run failed:\n{dagster_dev['log'].read_text()[-4000:]}")
     expect(row.first).to_contain_text("Success")
     expect(row.first).to_contain_text("raw_user_interactions")
     _shot(page, "sensor_run.png")
