@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -203,7 +202,3 @@ def run_scenario(
         model = train_model(database_url, first - timedelta(days=7), first - timedelta(days=2), folder)
     scenario = Scenario(name=name, drift=drift, onset=onset, partitions=sorted(partitions))
     return evaluate(database_url, scenario, model, folder / "reports")
-
-
-def scratch_dir() -> Path:
-    return Path(tempfile.mkdtemp(prefix="fs_drift_"))

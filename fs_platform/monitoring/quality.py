@@ -6,7 +6,7 @@ Each returns plain numbers; the Dagster checks turn them into pass/fail with a s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import psycopg2.extensions
 
@@ -111,7 +111,3 @@ def range_violations(conn: psycopg2.extensions.connection, partition: date) -> t
         rows, *counts = cur.fetchone()
     conn.rollback()
     return int(rows), {name: int(n) for name, n in zip(RANGE_RULES, counts, strict=True)}
-
-
-def previous_day(partition: date) -> date:
-    return partition - timedelta(days=1)
