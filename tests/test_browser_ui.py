@@ -120,9 +120,13 @@ def _drop_inbox_file(state) -> tuple[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def state(ui_state):
-    """The shared state, with os.environ pointing at it while this module runs."""
-    with ui_state.activated() as active:
+def state(request):
+    """The shared state, with os.environ pointing at it while this module runs.
+
+    Without a browser the module is skipped (outside CI) or fails (in CI) before anything is built.
+    """
+    _require_browser()
+    with request.getfixturevalue("ui_state").activated() as active:
         yield active
 
 
