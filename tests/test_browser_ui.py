@@ -381,3 +381,19 @@ def test_daemon_runs_the_inbox_sensor(page, dagster_dev, state):
         [(reason,)] = cur.fetchall()
     conn.close()
     assert "listing_shared" in reason
+
+
+def test_daemon_ticks_the_sync_automation_and_the_inbox_sensor(page, dagster_dev):
+    """The sensor pages show the daemon's latest ticks: the Redis-sync automation was evaluated
+    (nothing to sync: no mart changed since the last sync) and the inbox sensor requested its run."""
+    expect = _expect()
+    page.goto(page.base + "/locations/fs_platform/sensors/online_store_sync_sensor")
+    latest = page.locator("tr", has_text="Latest tick")
+    expect(latest).to_contain_text("requested", timeout=90_000)
+    expect(latest).to_contain_text("0 runs requested")
+    expect(page.get_by_text("Running", exact=True).first).to_be_visible()
+
+    page.goto(page.base + "/locations/fs_platform/sensors/inbox_sensor")
+    expect(page.locator("tr", has_text="Cursor")).to_contain_text(dagster_dev["inbox_file"].name)
+    ticks = page.locator("tr").filter(has_text="1 run requested")
+    expect(ticks.first).to_be_visible()
