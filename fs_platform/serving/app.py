@@ -8,6 +8,9 @@ pydantic models document them (OpenAPI) without re-validating every payload on t
 
 from __future__ import annotations
 
+import gc
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -90,6 +93,15 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": described[code][0], "description": described[code][1]} for code in codes}
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Move everything alive at startup (modules, the app, the model) out of the collector's reach:
+    otherwise a full collection walks them every few thousand requests, a 10 ms pause at p99."""
+    gc.collect()
+    gc.freeze()
+    yield
+
+
 def create_app(
     store: OnlineStore | None = None,
     settings: Settings | None = None,
@@ -104,6 +116,7 @@ def create_app(
         title="fs-platform serving API",
         version="1.0.0",
         description=DESCRIPTION,
+        lifespan=_lifespan,
         openapi_tags=[
             {"name": "features", "description": "Online features from the current snapshot."},
             {"name": "operations", "description": "Health, readiness and Prometheus metrics."},
