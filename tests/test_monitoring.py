@@ -130,9 +130,12 @@ def test_settings_are_validated_and_overridable(tmp_path, monkeypatch):
         drift_settings("features")
 
 
-def test_too_little_data_is_a_clear_error(conn, tmp_path):
+def test_too_little_data_and_unknown_columns_are_clear_errors(conn, tmp_path):
     with pytest.raises(drift_reports.NotEnoughData, match="fewer than the"):
         drift_reports.feature_drift(conn, AFTER, reference_partition=AFTER - timedelta(days=1), root=tmp_path)
+    typo = {"columns": {"top_catgory": {"method": "jensenshannon", "threshold": 0.1, "kind": "cat"}}}
+    with pytest.raises(ValueError, match="unknown drift column"):
+        drift_reports.feature_drift(conn, AFTER, override=typo, root=tmp_path)
 
 
 # ------------------------------------------------------------------ data quality

@@ -73,6 +73,9 @@ def compare(
     out_base: Path,
 ) -> tuple[dict[str, dict[str, Any]], Path, Path]:
     """Run Evidently's DataDriftPreset with our method/threshold per column; save HTML and JSON."""
+    unknown = sorted(set(column_rules) - set(current.columns))
+    if unknown:
+        raise ValueError(f"unknown drift column(s) {unknown}; this check has {sorted(current.columns)}")
     columns = [c for c in column_rules if current[c].notna().any() and reference[c].notna().any()]
     if not columns:
         raise NotEnoughData("no column has values in both the current and the reference data")
