@@ -113,3 +113,18 @@ def prefix(warehouse):
     name = unique_prefix(warehouse)
     yield name
     delete_prefix(warehouse.redis(), name)
+
+
+@pytest.fixture(autouse=True)
+def _no_published_dead_dagster_instance() -> Iterator[None]:
+    """Fail the test that leaves a disposed Dagster instance published as the current defs-state
+    storage (a sensor/schedule context built without ``with``), instead of letting every later
+    ``dg.materialize`` in the session fail with "undefined DagsterInstance weakref"."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    yield
+    storage = _current_storage.get()
+    ref = getattr(storage, "_instance_weakref", None)
+    if storage is not None and ref is not None and ref() is None:
+        _current_storage.set(None)
+        pytest.fail("a disposed Dagster instance was left published: enter build_*_context(...) with `with`")

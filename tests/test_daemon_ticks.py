@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from ui_support import ONLINE_ASSETS, SCHEDULED_DAYS
+from ui_support import ONLINE_ASSETS, SCHEDULED_DAYS, open_instance
 
 from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.definitions import defs
@@ -35,7 +35,7 @@ def _materialized(instance: dg.DagsterInstance, run_id: str) -> dict[str, dict]:
 
 
 def test_state_is_on_a_postgres_instance(state):
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert instance.root_directory == state.env["DAGSTER_HOME"]
     print("build seconds:", {k: round(v, 1) for k, v in state.seconds.items()})
@@ -51,7 +51,7 @@ def test_inbox_sensor_tick_requests_one_ingestion_run(state):
     assert not state.inbox_tick_again.run_requests
     assert "no new files" in state.inbox_tick_again.skip_message
 
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         [run_id] = tick.run_ids
         run = instance.get_run_by_id(run_id)
         assert run.status == dg.DagsterRunStatus.SUCCESS
@@ -75,7 +75,7 @@ def _listing_files(request: dg.RunRequest) -> list[str]:
 def test_schedule_ticks_request_partition_d_and_the_runs_build_it(state):
     assert [len(t.requests) for t in state.schedule_ticks] == [1, 1]
     conn = pg_connect(state.database_url)
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         for day, tick in zip(SCHEDULED_DAYS, state.schedule_ticks, strict=True):
             [request] = tick.requests
             assert request.partition_key == day.isoformat()
@@ -108,7 +108,7 @@ def test_sync_automation_requests_redis_sync_only_after_the_marts_change(state):
     for key in ONLINE_ASSETS:
         assert state.automation_tick.get_num_requested(key) == 1, key
     assert state.automation_after_sync.total_requested == 0  # handled: not requested again
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         meta = _materialized(instance, state.sync_run_id)
     users = meta["online_user_features"]
     assert users["users_written"].value > 100

@@ -59,11 +59,14 @@ def test_asset_graph_and_freshness():
 def test_daily_schedule_requests_partition_d_at_0300_utc():
     schedule = defs.get_schedule_def("daily_features_job_schedule")
     assert schedule.cron_schedule == "0 3 * * *" and schedule.execution_timezone == "UTC"
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(
+    # contexts are entered: one that is not leaves its instance published to later tests
+    with (
+        dg.instance_for_test() as instance,
+        dg.build_schedule_context(
             instance=instance,
             scheduled_execution_time=pd.Timestamp("2026-03-10 03:00", tz="UTC").to_pydatetime(),
-        )
+        ) as context,
+    ):
         [request] = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2026-03-10"
 

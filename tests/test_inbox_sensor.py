@@ -41,7 +41,8 @@ def test_sensor_requests_each_file_once_and_run_archives_it(inbox, clean_db):
         shutil.copy(path, inbox.inbox_dir / "interactions")
 
     with dg.instance_for_test() as instance:
-        result = inbox_sensor(dg.build_sensor_context(instance=instance, cursor=None))
+        with dg.build_sensor_context(instance=instance, cursor=None) as context:
+            result = inbox_sensor(context)
         [request] = result.run_requests
         assert set(request.asset_selection) == {
             dg.AssetKey("raw_listings"),
@@ -50,7 +51,8 @@ def test_sensor_requests_each_file_once_and_run_archives_it(inbox, clean_db):
         assert len(request.run_config["ops"]["raw_user_interactions"]["config"]["files"]) == 2
         cursor = result.cursor
         # same files, next tick: nothing new
-        again = inbox_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+            again = inbox_sensor(context)
         assert isinstance(again, dg.SkipReason)
 
         run = _run(request)
@@ -71,7 +73,8 @@ def test_sensor_requests_each_file_once_and_run_archives_it(inbox, clean_db):
 
         # a third file arrives: only it is requested
         shutil.copy(written["interactions"][2], inbox.inbox_dir / "interactions")
-        third = inbox_sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
+        with dg.build_sensor_context(instance=instance, cursor=cursor) as context:
+            third = inbox_sensor(context)
         [request] = third.run_requests
         assert request.asset_selection == [dg.AssetKey("raw_user_interactions")]
         [path] = request.run_config["ops"]["raw_user_interactions"]["config"]["files"]

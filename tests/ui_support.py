@@ -80,6 +80,22 @@ class UiState:
 
 
 @contextlib.contextmanager
+def open_instance() -> Iterator[dg.DagsterInstance]:
+    """The instance of DAGSTER_HOME, disposed afterwards.
+
+    Not ``with DagsterInstance.get()``: entering an instance publishes its state storage in a
+    context variable, and when Dagster code enters the same instance again inside the block the
+    outer exit no longer resets it, so later ``dg.materialize`` calls in the session find a
+    disposed instance ("Attempted to resolve undefined DagsterInstance weakref").
+    """
+    instance = dg.DagsterInstance.get()
+    try:
+        yield instance
+    finally:
+        instance.dispose()
+
+
+@contextlib.contextmanager
 def _environment(values: dict[str, str]) -> Iterator[None]:
     saved = dict(os.environ)
     for name in [k for k in os.environ if k.startswith(("FS_", "DAGSTER_"))]:
@@ -170,13 +186,12 @@ def _build(database_url: str, redis_url: str, home: Path) -> UiState:
     seconds["generate"] = time.perf_counter() - started
 
     asset_job = defs.resolve_implicit_global_asset_job_def()
-    with dg.DagsterInstance.get() as instance:
+    with open_instance() as instance:
         # 1. a tick of the inbox sensor, and the ingestion run it requests
         t = time.perf_counter()
         sensor = defs.resolve_sensor_def("inbox_sensor")
-        result = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=None, definitions=defs)
-        )
+        with dg.build_sensor_context(instance=instance, cursor=None, definitions=defs) as context:
+            result = sensor.evaluate_tick(context)
         inbox_tick = Tick("inbox_sensor", list(result.run_requests or []), cursor=result.cursor)
         for req in inbox_tick.requests:
             run = asset_job.execute_in_process(
@@ -186,9 +201,10 @@ def _build(database_url: str, redis_url: str, home: Path) -> UiState:
                 tags={**req.tags, "dagster/sensor_name": "inbox_sensor"},
             )
             inbox_tick.run_ids.append(run.run_id)
-        again = sensor.evaluate_tick(
-            dg.build_sensor_context(instance=instance, cursor=inbox_tick.cursor, definitions=defs)
-        )
+        with dg.build_sensor_context(
+            instance=instance, cursor=inbox_tick.cursor, definitions=defs
+        ) as context:
+            again = sensor.evaluate_tick(context)
         seconds["inbox_tick_and_ingestion"] = time.perf_counter() - t
 
         # the automation of the Redis sync before any mart exists: nothing to do
@@ -202,9 +218,8 @@ def _build(database_url: str, redis_url: str, home: Path) -> UiState:
         schedule_ticks = []
         for day in SCHEDULED_DAYS:
             at = datetime(day.year, day.month, day.day, 3, 0, tzinfo=UTC)
-            evaluated = schedule.evaluate_tick(
-                dg.build_schedule_context(instance=instance, scheduled_execution_time=at)
-            )
+            with dg.build_schedule_context(instance=instance, scheduled_execution_time=at) as context:
+                evaluated = schedule.evaluate_tick(context)
             tick = Tick(f"{schedule.name}@{at:%Y-%m-%dT%H:%M}Z", list(evaluated.run_requests or []))
             for req in tick.requests:
                 run = job.execute_in_process(
