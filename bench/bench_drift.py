@@ -132,7 +132,8 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
     for s in drifted:
         for check in detection.CHECKS:
             first_day = _first_firing(s, check)
-            metrics[f"{s.drift}.{check}.first_firing_partition_offset"] = first_day if first_day else -1
+            key = f"{s.drift}.seed_{s.name.split('seed ')[-1].rstrip(')')}.{check}"
+            metrics[f"{key}.first_firing_partition_offset"] = first_day if first_day else -1
     metrics.update({k: round(v, 1) for k, v in timings.items()})
     ratios = {"false_alarm_rate_input_drift": metrics["input_drift.false_alarms"] / DRIFT_FREE_DAYS}
     notes = (
