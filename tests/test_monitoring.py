@@ -209,12 +209,14 @@ def test_checks_in_dagster_link_reports_and_alert_once(category_db, tmp_path, mo
         assert table["top_category_share"]["drifted"] and not table["top_city"]["drifted"]
         assert evaluations["completeness"].passed and evaluations["null_range_violations"].passed
 
-        context = dg.build_sensor_context(instance=instance, resources=_resources(category_db))
-        monitoring_alert_sensor(context)
-        again = dg.build_sensor_context(
-            instance=instance, cursor=context.cursor, resources=_resources(category_db)
-        )
-        monitoring_alert_sensor(again)  # nothing new: no second alert
+        # contexts entered with `with`: an un-entered one leaves a disposed instance published
+        with dg.build_sensor_context(instance=instance, resources=_resources(category_db)) as context:
+            monitoring_alert_sensor(context)
+            cursor = context.cursor
+        with dg.build_sensor_context(
+            instance=instance, cursor=cursor, resources=_resources(category_db)
+        ) as again:
+            monitoring_alert_sensor(again)  # nothing new: no second alert
         connection = pg_connect(category_db)
         stored = [a for a in alerts.recent(connection) if a["kind"] == "drift"]
         connection.close()
@@ -241,14 +243,14 @@ def test_run_failure_sensor_records_the_failed_run(category_db, tmp_path, monkey
         )
         assert not result.success
         failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
-        context = dg.build_run_status_sensor_context(
+        with dg.build_run_status_sensor_context(
             sensor_name="run_failure_alert_sensor",
             dagster_event=failure,
             dagster_instance=instance,
             dagster_run=result.dagster_run,
             resources=_resources(category_db),
-        ).for_run_failure()
-        run_failure_alert_sensor(context)
+        ) as status_context:
+            run_failure_alert_sensor(status_context.for_run_failure())
     connection = pg_connect(category_db)
     stored = [a for a in alerts.recent(connection) if a["kind"] == "run_failure"]
     connection.close()
