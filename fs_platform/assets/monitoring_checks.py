@@ -78,7 +78,8 @@ def drift_metadata(result: DriftResult) -> dict[str, dg.MetadataValue]:
                     {
                         "column": name,
                         "method": r["method"],
-                        "value": float(r["value"]) if r["value"] is not None else float("nan"),
+                        # a skipped column has no value: None, since NaN breaks the UI's table
+                        "value": None if r["value"] is None else float(r["value"]),
                         "threshold": float(r["threshold"]),
                         "drifted": bool(r["drifted"]),
                         "decides": name in result.decisive,
