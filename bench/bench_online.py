@@ -215,9 +215,10 @@ def _http(redis_url: str, ids: list[str], requests: int) -> dict[str, float]:
     }
 
 
-def _cleanup(redis_url: str) -> None:
+def cleanup(redis_url: str, prefix: str = PREFIX) -> None:
+    """UNLINK every key of a benchmark's prefix (never FLUSHDB: the Redis may be shared)."""
     client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
+    keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
     if keys:
         client.unlink(*keys)
 
@@ -236,7 +237,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
         reads = _reads(redis_url, ids, READS_AT[scale])
         http = _http(redis_url, ids, HTTP_AT[scale])
     finally:
-        _cleanup(redis_url)
+        cleanup(redis_url)
 
     metrics = {
         "users": best.rows,

@@ -18,9 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-import redis
 
-from bench import http_load
+from bench import bench_online, http_load
 from bench.bench_training import registry_root
 from bench.common import target, write_result
 from bench.database import bench_database
@@ -94,13 +93,6 @@ def _model_only(registry: Path, calls: int) -> list[float]:
     return times
 
 
-def _cleanup(redis_url: str) -> None:
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(match=f"{PREFIX}:*", count=1000))
-    if keys:
-        client.unlink(*keys)
-
-
 def run(scale: str, runs: int, workdir: Path) -> Path:
     registry = registry_root(workdir, scale)
     if model_registry.current_version(registry) is None:
@@ -133,7 +125,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
                 batches += t
                 batch_errors += e
     finally:
-        _cleanup(redis_url)
+        bench_online.cleanup(redis_url, PREFIX)
     model_only = _model_only(registry, requests)
     p = http_load.percentile
     metrics = {

@@ -116,8 +116,35 @@ def compare(
     return result, html, js
 
 
-def _finish(result: DriftResult) -> DriftResult:
-    summary = Path(result.html_path).with_name(Path(result.html_path).stem + "_summary.json")
+def _judged(
+    check: str,
+    partition: date,
+    current: pd.DataFrame,
+    reference: pd.DataFrame,
+    settings: dict,
+    root: Path | None,
+    *,
+    labels: tuple[str, str],
+    decisive: list[str] | None = None,
+    notes: list[str] | None = None,
+) -> DriftResult:
+    """Compare by the settings' rules, write the reports and the summary JSON beside them."""
+    column_rules = rules(settings)
+    columns, html, js = compare(current, reference, column_rules, reports_dir(partition, root) / check)
+    result = DriftResult(
+        check=check,
+        day=partition.isoformat(),
+        current=labels[0],
+        reference=labels[1],
+        current_rows=len(current),
+        reference_rows=len(reference),
+        columns=columns,
+        decisive=list(column_rules) if decisive is None else [c for c in decisive if c in column_rules],
+        html_path=str(html),
+        json_path=str(js),
+        notes=notes or [],
+    )
+    summary = html.with_name(html.stem + "_summary.json")
     result.summary_path = str(summary)
     summary.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
     return result
@@ -147,29 +174,23 @@ def input_drift(
     reference = drift_data.interactions_frame(conn, *window.reference, novelty=novelty)
     _require(current, int(settings["min_current_rows"]), f"interactions of {day}")
     _require(reference, int(settings["min_current_rows"]), f"interactions of {window.reference}")
-    column_rules = rules(settings)
-    columns, html, js = compare(
-        current, reference, column_rules, reports_dir(partition, root) / "input_drift"
-    )
-    return _finish(
-        DriftResult(
-            check="input_drift",
-            day=partition.isoformat(),
-            current=f"interactions of {day}",
-            reference=f"interactions of {window.reference[0]} .. {window.reference[1] - timedelta(days=1)}",
-            current_rows=len(current),
-            reference_rows=len(reference),
-            columns=columns,
-            decisive=list(column_rules),
-            html_path=str(html),
-            json_path=str(js),
-            notes=[]
-            if novelty
-            else [
-                "engaged_category_novelty skipped: the events do not reach "
-                f"{drift_data.NOVELTY_LOOKBACK_DAYS} days before the reference window"
-            ],
-        )
+    return _judged(
+        "input_drift",
+        partition,
+        current,
+        reference,
+        settings,
+        root,
+        labels=(
+            f"interactions of {day}",
+            f"interactions of {window.reference[0]} .. {window.reference[1] - timedelta(days=1)}",
+        ),
+        notes=[]
+        if novelty
+        else [
+            "engaged_category_novelty skipped: the events do not reach "
+            f"{drift_data.NOVELTY_LOOKBACK_DAYS} days before the reference window"
+        ],
     )
 
 
@@ -195,23 +216,14 @@ def feature_drift(
     _require(
         reference, int(settings["min_current_rows"]), f"user_features reference partition {reference_day}"
     )
-    column_rules = rules(settings)
-    columns, html, js = compare(
-        current, reference, column_rules, reports_dir(partition, root) / "feature_drift"
-    )
-    return _finish(
-        DriftResult(
-            check="feature_drift",
-            day=partition.isoformat(),
-            current=f"user_features partition {partition}",
-            reference=f"user_features partition {reference_day}",
-            current_rows=len(current),
-            reference_rows=len(reference),
-            columns=columns,
-            decisive=list(column_rules),
-            html_path=str(html),
-            json_path=str(js),
-        )
+    return _judged(
+        "feature_drift",
+        partition,
+        current,
+        reference,
+        settings,
+        root,
+        labels=(f"user_features partition {partition}", f"user_features partition {reference_day}"),
     )
 
 
@@ -237,23 +249,18 @@ def prediction_drift(
         current, int(settings["min_current_rows"]), f"examples of {first} .. {partition - timedelta(days=1)}"
     )
     _require(reference, int(settings["min_current_rows"]), f"test examples of model {loaded.version}")
-    column_rules = rules(settings)
-    columns, html, js = compare(
-        current, reference, column_rules, reports_dir(partition, root) / "prediction_drift"
-    )
     test_range = loaded.metadata.get("training_window", {}).get("test", {})
-    return _finish(
-        DriftResult(
-            check="prediction_drift",
-            day=partition.isoformat(),
-            current=f"model {loaded.version} on examples of {first} .. {partition - timedelta(days=1)}",
-            reference=f"model {loaded.version} on its test days {test_range.get('first_day', '?')} .. "
+    return _judged(
+        "prediction_drift",
+        partition,
+        current,
+        reference,
+        settings,
+        root,
+        labels=(
+            f"model {loaded.version} on examples of {first} .. {partition - timedelta(days=1)}",
+            f"model {loaded.version} on its test days {test_range.get('first_day', '?')} .. "
             f"{test_range.get('last_day', '?')}",
-            current_rows=len(current),
-            reference_rows=len(reference),
-            columns=columns,
-            decisive=[c for c in settings.get("decisive", list(column_rules)) if c in column_rules],
-            html_path=str(html),
-            json_path=str(js),
-        )
+        ),
+        decisive=settings.get("decisive"),
     )
