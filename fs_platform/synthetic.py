@@ -14,9 +14,14 @@ The model (DESIGN §9), in brief:
   listings drawn from the user's preferred categories/home city with some exploration;
 * every impression turns *positive* (favourite and/or contact) with
   ``p = sigmoid(linear score of category affinity, city match, price-percentile gap, premium,
-  log1p(image_count), device, hour)`` -- that ``p`` is what ``ground_truth.true_p`` records
-  (combined over a pair's impressions of the day as ``1 - prod(1 - p_i)``). A positive impression is
-  always viewed first; non-positive impressions are viewed with a second logistic probability.
+  log1p(image_count), device, hour)``. A positive impression is always viewed first; non-positive
+  impressions are viewed with a second logistic probability;
+* ``ground_truth.true_p`` is the probability that the (user, listing) pair turns positive that day
+  *given what is known at its first impression* (the example time of DESIGN §5): that impression's
+  ``p`` combined with the expected chances of the pair being shown again later that day under this
+  same process (rest of the session, later sessions). It is not ``1 - prod(1 - p_i)`` over the
+  impressions the day turned out to have: how often the pair was shown after the example time is
+  not knowable at that time, and an oracle that uses it scores an AUC no model could reach.
 
 All randomness comes from ``numpy.random.SeedSequence(seed)`` sub-streams (one per purpose and one
 per day), so the same arguments give bit-identical frames, and a drifted run shares everything before
@@ -494,6 +499,121 @@ def _hour_band(hour: np.ndarray, coef: tuple[float, float]) -> np.ndarray:
     return coef[0] * evening + coef[1] * night
 
 
+def _first_created(lookup: tuple[np.ndarray, np.ndarray, np.ndarray], n_groups: int) -> np.ndarray:
+    """created_at (us since origin) of each group's first listing; +inf for a group without listings."""
+    keys, _, starts = lookup
+    out = np.full(n_groups, np.inf)
+    has = starts < len(keys)
+    has[has] = (keys[starts[has]] >> _KEY_SHIFT) == np.arange(n_groups)[has]
+    out[has] = keys[starts[has]] & ((1 << _KEY_SHIFT) - 1)
+    return out
+
+
+def _feed_share(
+    lookup: tuple[np.ndarray, np.ndarray, np.ndarray],
+    group: np.ndarray,
+    t_rel: np.ndarray,
+    listing: np.ndarray,
+) -> np.ndarray:
+    """P(``_pick`` returns ``listing`` | ``group``, ``t_rel``): the listing ``b`` places from the newest of
+    ``n`` available is picked when ``b <= n u**power < b + 1``."""
+    keys, order, starts = lookup
+    where = np.empty(len(order), dtype=np.int64)
+    where[order] = np.arange(len(order))
+    n = np.searchsorted(keys, (group.astype(np.int64) << _KEY_SHIFT) + t_rel, side="right") - starts[group]
+    back = starts[group] + n - 1 - where[listing]
+    ok = (n > 0) & (back >= 0) & (back < n)
+    n, back = np.maximum(n, 1), np.clip(back, 0, None)
+    root = 1.0 / _RECENCY_POWER
+    return np.where(ok, ((back + 1) / n) ** root - (back / n) ** root, 0.0)
+
+
+#: per UTC hour: its engagement band (0 other, 1 evening, 2 night) and the session-start mass of later hours
+_BAND = _hour_band(np.arange(24), (1, 2)).astype(np.int64)
+_LATER_MASS = np.stack(
+    [np.r_[np.cumsum(np.where(b == _BAND, _HOUR_P, 0.0)[::-1])[::-1][1:], 0.0] for b in range(3)], 1
+)
+
+
+def _example_truth(
+    w: _World,
+    spec: ScaleSpec,
+    pref: np.ndarray,
+    day: dt.date,
+    day_start: int,
+    origin_us: int,
+    ios_move: float,
+    i: np.ndarray,
+    user: np.ndarray,
+    listing: np.ndarray,
+    t_imp: np.ndarray,
+    t_rel: np.ndarray,
+    position: np.ndarray,
+    device: np.ndarray,
+    base: np.ndarray,
+    p_pos: np.ndarray,
+) -> np.ndarray:
+    """P(the pair turns positive today | what is known at its first impression ``i``).
+
+    Known then: the user's latent state, the listing, the first impression's device, hour and place in
+    its session. Not known: whether the pair will be shown again today. The probability is the
+    generator's own process from that moment on: the first impression is positive with ``p1``; each
+    remaining impression of the session (negative-binomial length given the position reached) shows
+    the listing with the pick probability ``q`` and is positive with ``p1``; later sessions of the
+    day (Poisson, start hours from the daily profile, the user's device mix) do the same with their
+    own device and hour band. ``q`` holds the listing's feed position at the example time fixed (a
+    listing created later the same day rarely moves it). ``1 - (1 - p1) * E[miss in the session] *
+    E[miss in later sessions]``.
+    """
+    u, li, t_rel = user[i], listing[i], t_rel[i]
+    c, x = w.l_cat[li], w.l_city[li]
+    # q: P(an impression of this user shows this listing), with _pick's fallbacks for empty cells
+    p_cat = (1 - _EXPLORE) * (w.u_w[u] * (pref[u] == c[:, None])).sum(axis=1) + _EXPLORE * w.cat_p[c]
+    p_home = (1 - _TRAVEL) * (w.u_home[u] == x) + _TRAVEL * w.city_p[x]
+    q = p_cat * p_home * _feed_share(w.by_cell, c * w.n_city + x, t_rel, li)
+    cell_first = _first_created(w.by_cell, w.n_cat * w.n_city).reshape(w.n_cat, w.n_city)
+    empty_elsewhere = np.zeros(len(u))
+    for cc, xx in np.argwhere(cell_first > day_start - origin_us):  # cells still empty at some point today
+        rows = (c == cc) & (t_rel < cell_first[cc, xx])
+        empty_elsewhere += rows * ((1 - _TRAVEL) * (w.u_home[u] == xx) + _TRAVEL * w.city_p[xx])
+    if empty_elsewhere.any():
+        q += p_cat * empty_elsewhere * _feed_share(w.by_cat, c, t_rel, li)
+    cat_first = _first_created(w.by_cat, w.n_cat)
+    late = np.flatnonzero(cat_first > day_start - origin_us)
+    if len(late):
+        p_empty_cat = np.zeros(len(u))
+        for cc in late:
+            share = (1 - _EXPLORE) * (w.u_w[u] * (pref[u] == cc)).sum(axis=1) + _EXPLORE * w.cat_p[cc]
+            p_empty_cat += (t_rel < cat_first[cc]) * share
+        q += p_empty_cat * _feed_share(w.by_all, np.zeros(len(u), dtype=np.int64), t_rel, li)
+    q = np.clip(q, 0.0, 1.0)
+
+    # impressions per session K = 1 + X, X ~ NB(2, r) (the _MAX_IMPRESSIONS cap moves ~1e-6 of the mass)
+    r = 2.0 / (2.0 + spec.impressions_per_session - 1.0)
+    hour_coef = np.array([0.0, *_POS_HOUR])
+    band = _BAND[(t_imp[i] - day_start) // (3600 * _US_PER_SECOND)]
+    p1 = p_pos[i]
+    # the rest of this session: E[z**(X - j) | X >= j] at the 0-based position j
+    a, b, j = (1 - r) * (1 - q * p1), 1 - r, position[i]
+    miss_session = (a / (1 - a) ** 2 + (j + 1) / (1 - a)) / (b / (1 - b) ** 2 + (j + 1) / (1 - b))
+    # later sessions: Poisson by band (the rest of the current hour counts with its remaining share)
+    hour = (t_imp[i] - day_start) // (3600 * _US_PER_SECOND)
+    left = 1.0 - ((t_imp[i] - day_start) % (3600 * _US_PER_SECOND)) / (3600 * _US_PER_SECOND)
+    mass = _LATER_MASS[hour] + (np.arange(3) == band[:, None]) * (_HOUR_P[hour] * left)[:, None]
+    mu = (w.u_lam[u] * _WEEKDAY_FACTOR[day.weekday()])[:, None] * mass  # (n, band)
+    dev_p = np.tile((1 - _DEVICE_LOYALTY) * _DEVICE_MIX, (len(u), 1))
+    dev_p[np.arange(len(u)), w.u_device[u]] += _DEVICE_LOYALTY
+    dev_p[:, 0] += ios_move * dev_p[:, 1]
+    dev_p[:, 1] *= 1 - ios_move
+    hit = np.zeros(len(u))
+    for d in range(len(DEVICE_TYPES)):
+        for bb in range(3):
+            z = 1 - q * _sigmoid(base[i] + _POS_DEVICE[d] + hour_coef[bb])
+            no_positive = z * (r / (1 - (1 - r) * z)) ** 2  # E[z**K]
+            hit += mu[:, bb] * dev_p[:, d] * (1 - no_positive)
+    return 1 - (1 - p1) * miss_session * np.exp(-hit)
+
+
 def _simulate_day(
     w: _World,
     spec: ScaleSpec,
@@ -523,14 +643,14 @@ def _simulate_day(
     u_shift = rng.random(n_s)
     mean_extra = spec.impressions_per_session - 1.0
     n_imp = 1 + np.minimum(rng.negative_binomial(2, 2.0 / (2.0 + mean_extra), size=n_s), _MAX_IMPRESSIONS - 1)
+    ios_move = 0.0  # share of android sessions moved to ios (device_shift)
     if drifted and drift == "device_shift":
         # move 20 points of the day's traffic (impression-weighted) from android to ios, whatever the
         # realised mix: with heavy-tailed users the android share of a small population varies a lot
         android = s_device == 1
         share = n_imp[android].sum() / max(1, n_imp.sum())
-        s_device = np.where(
-            android & (u_shift < min(1.0, _DEVICE_SHIFT_POINTS / max(share, 1e-9))), 0, s_device
-        )
+        ios_move = min(1.0, _DEVICE_SHIFT_POINTS / max(share, 1e-9))
+        s_device = np.where(android & (u_shift < ios_move), 0, s_device)
 
     # impression timing (outcome-independent, so sessions can be kept inside the day before listings are chosen)
     n_i = int(n_imp.sum())
@@ -610,10 +730,31 @@ def _simulate_day(
     e_device = np.concatenate([device[m] for m in parts]).astype(np.int8)
     order = np.argsort(e_time, kind="stable")
 
-    # ground truth per (user, listing) of the day: 1 - prod(1 - p_i), label = any positive impression
+    # ground truth per (user, listing) of the day: label = any positive impression; true_p = the
+    # probability of that given what is known at the pair's first impression (the example time), not
+    # 1 - prod(1 - p_i) over the impressions the day turned out to have (later ones are not knowable then)
     pair = user * len(w.l_cat) + listing
     uniq, inv = np.unique(pair, return_inverse=True)
-    log_miss = np.bincount(inv, weights=np.log1p(-p_pos), minlength=len(uniq))
+    by_pair = np.lexsort((t_imp, inv))
+    first_imp = by_pair[np.flatnonzero(np.diff(inv[by_pair], prepend=-1) != 0)]
+    true_p = _example_truth(
+        w,
+        spec,
+        pref,
+        day,
+        day_start,
+        origin_us,
+        ios_move,
+        first_imp,
+        user,
+        listing,
+        t_imp,
+        np.broadcast_to(t_rel, (n_i,)),
+        np.arange(n_i) - first[sess],
+        device,
+        score(_POS, np.zeros(len(DEVICE_TYPES)), (0.0, 0.0)),
+        p_pos,
+    )
     label = np.bincount(inv, weights=pos, minlength=len(uniq)) > 0
     return {
         "e_time": e_time[order],
@@ -624,7 +765,7 @@ def _simulate_day(
         "g_user": (uniq // len(w.l_cat)).astype(np.int32),
         "g_listing": (uniq % len(w.l_cat)).astype(np.int32),
         "g_day": np.full(len(uniq), day_start, dtype=np.int64),
-        "g_p": -np.expm1(log_miss),
+        "g_p": true_p,
         "g_label": label.astype(np.int8),
     }
 
