@@ -9,7 +9,6 @@ accounted for: ``rows_read == accepted + rejected + duplicates`` is asserted bef
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import re
 import threading
@@ -28,10 +27,10 @@ import psycopg2.extensions
 import psycopg2.extras
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 from tqdm import tqdm
 
 from fs_platform.config import Settings, get_settings
+from fs_platform.copy_text import copy_payload
 from fs_platform.file_reader import ReadResult, payload_of, read_rows
 from fs_platform.runtime import pg_connect
 from fs_platform.validation import InteractionRow, ListingRow, failure_reasons, time_window_reasons
@@ -154,8 +153,8 @@ def ingest_interactions_file(
     valid = valid[~in_file_dup]
 
     with conn.cursor() as cur:
-        known = _existing_ids(cur, "raw.listings", "listing_id", valid["listing_id"].unique())
-        unknown_listing = ~_isin(valid["listing_id"], known)
+        unknown = _unknown_listing_ids(cur, valid["listing_id"].unique())
+        unknown_listing = _isin(valid["listing_id"], unknown)
         unknown_reasons = {
             int(row): f"listing_id {lid} is not a known listing"
             for row, lid in zip(
@@ -181,12 +180,17 @@ def _isin(series: pd.Series, values: set[str]) -> np.ndarray:
     return mask.to_numpy(zero_copy_only=False).astype(bool)
 
 
-def _existing_ids(cur: psycopg2.extensions.cursor, table: str, column: str, ids: np.ndarray) -> set[str]:
-    """Which of ``ids`` (canonical lower-case UUID text) are already keys of ``table``."""
+def _unknown_listing_ids(cur: psycopg2.extensions.cursor, ids: np.ndarray) -> set[str]:
+    """Which of ``ids`` (canonical lower-case UUID text) are not in ``raw.listings``.
+
+    Only the misses travel back (usually none), not every known id of the file.
+    """
     if len(ids) == 0:
         return set()
     cur.execute(
-        f"select {column}::text from {table} where {column} = any(%s::uuid[])", ("{" + ",".join(ids) + "}",)
+        "select u.id::text from unnest(%s::uuid[]) as u(id) "
+        "where not exists (select 1 from raw.listings as l where l.listing_id = u.id)",
+        ("{" + ",".join(ids) + "}",),
     )
     return {row[0] for row in cur.fetchall()}
 
@@ -379,12 +383,10 @@ def ingest_listings_file(
 
 
 def _copy_frame(cur: psycopg2.extensions.cursor, table: str, frame: pd.DataFrame) -> None:
-    """COPY a frame through CSV written by Arrow's C++ writer (one round trip, no per-row Python)."""
-    arrow = pa.Table.from_pandas(frame, preserve_index=False)
-    sink = io.BytesIO()
-    pacsv.write_csv(arrow, sink, write_options=pacsv.WriteOptions(include_header=False))
-    sink.seek(0)
-    cur.copy_expert(f"copy {table} ({', '.join(frame.columns)}) from stdin with (format csv)", sink)
+    """COPY a frame as CSV built in C++/NumPy (one round trip, no per-row Python)."""
+    cur.copy_expert(
+        f"copy {table} ({', '.join(frame.columns)}) from stdin with (format csv)", copy_payload(frame)
+    )
 
 
 def _quarantine(

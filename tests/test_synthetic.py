@@ -31,6 +31,7 @@ DAYS = SCALES["xs"].default_days
 START = END - dt.timedelta(days=DAYS)
 DRIFT_FROM = START + dt.timedelta(days=14)
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+UUID7_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
 @pytest.fixture(scope="module")
@@ -176,10 +177,15 @@ def test_event_schema_and_integrity(data: SyntheticData) -> None:
     for col in ("event_id", "user_id", "listing_id", "event_type", "device_type"):
         assert ev[col].dtype == object and ev[col].map(type).eq(str).all()
     assert ev["event_id"].is_unique
-    for col in ("event_id", "user_id"):
-        assert ev[col].str.fullmatch(UUID_RE).all()
+    assert ev["user_id"].str.fullmatch(UUID_RE).all()
+    assert ev["event_id"].str.fullmatch(UUID7_RE).all()
     sample = ev["event_id"].iloc[:: max(1, len(ev) // 500)]
-    assert all(str(uuid.UUID(x)) == x and uuid.UUID(x).version == 4 for x in sample)
+    assert all(str(uuid.UUID(x)) == x and uuid.UUID(x).version == 7 for x in sample)
+    # version 7: the top 48 bits are the event's Unix milliseconds, so ids sort by time
+    millis = ev["event_id"].str.slice(0, 8) + ev["event_id"].str.slice(9, 13)
+    expected = ev["occurred_at"].astype("int64") // 1000
+    assert (millis.map(lambda h: int(h, 16)) == expected).all()
+    assert uuid.UUID(ev["user_id"].iloc[0]).version == 4
     assert set(ev["event_type"]) == set(EVENT_TYPES)
     assert set(ev["device_type"]) == set(DEVICE_TYPES)
     created = ev["listing_id"].map(data.listings.set_index("listing_id")["created_at"])
