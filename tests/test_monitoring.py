@@ -1,7 +1,8 @@
 """Monitoring on real PostgreSQL, real dbt and real Evidently, with the generator's injected drift.
 
-Two private databases hold 60 days of xs data: one with a category-preference shift of 20% of the
-users, one with a 20-point device-mix shift, both from ``ONSET``. The checks must fire after the
+Three private databases hold 72 days of xs data: one with a category-preference shift of 20% of the
+users, one with a 20-point device-mix shift, one with a 15% price inflation of new listings, all from
+``ONSET``. The checks must fire after the
 onset and stay quiet before it; the Dagster checks, the alert sensors (table, log, webhook) and the
 CLI are exercised on the same data.
 """
@@ -33,7 +34,7 @@ from fs_platform.definitions import defs
 from fs_platform.ingestion import ingest_interactions_file
 from fs_platform.monitoring import alerts, detection, drift_reports, quality
 from fs_platform.monitoring.alert_sensors import monitoring_alert_sensor, run_failure_alert_sensor
-from fs_platform.monitoring.settings import drift_settings
+from fs_platform.monitoring.settings import drift_settings, rules
 from fs_platform.resources import PostgresResource
 from fs_platform.runtime import pg_connect
 
@@ -55,6 +56,14 @@ def category_db(service_urls, tmp_path_factory):
 def device_db(service_urls, tmp_path_factory):
     with private_database(service_urls["server_url"], "fs_test_mon_dev") as url:
         load_drifted(url, "device_shift", tmp_path_factory.mktemp("device_data"))
+        yield url
+
+
+@pytest.fixture(scope="module")
+def price_db(service_urls, tmp_path_factory):
+    """15% price inflation of the listings created from ONSET (input drift needs no dbt partitions)."""
+    with private_database(service_urls["server_url"], "fs_test_mon_price") as url:
+        load_drifted(url, "price_inflation", tmp_path_factory.mktemp("price_data"))
         yield url
 
 
@@ -94,6 +103,45 @@ def test_input_drift_sees_the_category_shift_on_its_first_day(conn, tmp_path):
     assert "engaged_category_novelty" in loud.drifted_columns, loud.columns
 
 
+def test_input_drift_sees_the_price_inflation_of_new_listings_on_its_first_day(price_db, tmp_path):
+    connection = pg_connect(price_db)
+    quiet = drift_reports.input_drift(connection, ONSET, root=tmp_path)  # judges ONSET - 1
+    loud = drift_reports.input_drift(connection, ONSET + timedelta(days=1), root=tmp_path)  # judges ONSET
+    connection.close()
+    column = drift_reports.NEW_LISTING_PRICE
+    assert not quiet.drift_detected, quiet.columns
+    assert loud.drifted_columns == [column], loud.columns
+    judged = loud.columns[column]
+    assert judged["method"] == "t_test" and judged["drifts_when"] == "p < 0.005"
+    assert judged["value"] < 0.005 < quiet.columns[column]["value"]
+    # a day of new listings against four weeks of them: a few hundred vs ten thousand or more
+    assert judged["current_values"] >= 200 and judged["reference_values"] >= 20 * judged["current_values"]
+    # the operator reads the move as a percentage: +15% injected, sampling noise a few points
+    note = next(n for n in loud.notes if n.startswith("new listings priced"))
+    move = float(note.split("priced ")[1].split("%")[0])
+    assert 8 <= move <= 22, note
+
+
+def test_new_listing_prices_stay_quiet_without_drift_and_skip_thin_days(price_db, tmp_path):
+    connection = pg_connect(price_db)
+    column = drift_reports.NEW_LISTING_PRICE
+    try:
+        for day in (ONSET - timedelta(days=2), ONSET - timedelta(days=1)):  # judge ONSET - 3, ONSET - 2
+            result = drift_reports.input_drift(connection, day, root=tmp_path)
+            assert not result.drift_detected, (day, result.columns)
+            assert result.columns[column]["value"] >= 0.005 and not result.columns[column]["skipped"]
+        # fewer new listings than min_values: not judged, said so, never an alarm on noise
+        thin = {"columns": {column: {"min_values": 100_000}}}
+        result = drift_reports.input_drift(
+            connection, ONSET + timedelta(days=1), override=thin, root=tmp_path
+        )
+    finally:
+        connection.close()
+    assert result.columns[column]["value"] is None and not result.columns[column]["drifted"]
+    assert column not in result.drifted_columns
+    assert any(n.startswith(f"{column} skipped:") for n in result.notes), result.notes
+
+
 def test_feature_drift_fires_a_week_into_the_category_shift_only(conn, tmp_path):
     quiet = drift_reports.feature_drift(conn, AT, root=tmp_path)  # ONSET vs ONSET - 7: both before
     loud = drift_reports.feature_drift(conn, AFTER, root=tmp_path)  # ONSET + 7 vs ONSET
@@ -117,8 +165,15 @@ def test_prediction_drift_compares_scores_with_the_models_test_days(category_db,
 
 
 def test_settings_are_validated_and_overridable(tmp_path, monkeypatch):
-    with pytest.raises(ValueError, match="not a distance method"):
-        drift_settings("input", {"columns": {"device_type": {"method": "ks"}}})
+    with pytest.raises(ValueError, match="neither a distance method"):
+        drift_settings("input", {"columns": {"device_type": {"method": "anova"}}})
+    with pytest.raises(ValueError, match="threshold must be below 1"):
+        drift_settings("input", {"columns": {"engaged_price": {"method": "ks", "threshold": 1.5}}})
+    with pytest.raises(ValueError, match="min_values"):
+        drift_settings("input", {"columns": {"engaged_price": {"min_values": 0}}})
+    rule = rules(drift_settings("input"))["new_listing_log_price_vs_category"]
+    assert rule.drifted(0.001) and not rule.drifted(0.2) and not rule.drifted(None)
+    assert rules(drift_settings("input"))["engaged_price"].drifted(0.31)
     with pytest.raises(ValueError, match="unknown drift check"):
         drift_settings("nope")
     path = tmp_path / "drift.json"

@@ -81,6 +81,9 @@ def drift_metadata(result: DriftResult) -> dict[str, dg.MetadataValue]:
                         # a skipped column has no value: None, since NaN breaks the UI's table
                         "value": None if r["value"] is None else float(r["value"]),
                         "threshold": float(r["threshold"]),
+                        # ">= 0.3" for a distance, "p < 0.005" for a p-value test
+                        "drifts_when": str(r.get("drifts_when", "")),
+                        "current_values": int(r.get("current_values", 0)),
                         "drifted": bool(r["drifted"]),
                         "decides": name in result.decisive,
                     }
@@ -93,6 +96,8 @@ def drift_metadata(result: DriftResult) -> dict[str, dg.MetadataValue]:
                     dg.TableColumn("method", "string"),
                     dg.TableColumn("value", "float"),
                     dg.TableColumn("threshold", "float"),
+                    dg.TableColumn("drifts_when", "string"),
+                    dg.TableColumn("current_values", "int"),
                     dg.TableColumn("drifted", "bool"),
                     dg.TableColumn("decides", "bool"),
                 ]

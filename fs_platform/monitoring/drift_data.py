@@ -1,8 +1,8 @@
 """Pull the frames the drift reports compare out of PostgreSQL into pandas.
 
-Rows of different grains (events, engaged events, active user-days) are stacked into one frame with
-the other grains' columns left null: Evidently drops nulls column by column, so one report (one HTML
-file) covers the whole input-drift check.
+Rows of different grains (events, engaged events, active user-days, new listings) are stacked into
+one frame with the other grains' columns left null: Evidently drops nulls column by column, so one
+report (one HTML file) covers the whole input-drift check.
 """
 
 from __future__ import annotations
@@ -61,6 +61,23 @@ join user_category_days u using (user_id, category_id, day)
 where e.day >= %(start)s::date
 """
 
+# per listing created in [start, end) with a price: ln(price / median price of its category in the
+# catalogue as it stood at `catalogue_at`), clipped to +-3 (a factor of 20) so a mistyped price cannot
+# move the mean on its own. Current and reference rows use the same medians, so the medians' own noise
+# cancels; they only take the category mix out (prices differ across categories by orders of magnitude).
+_NEW_LISTINGS_SQL = """
+with medians as (
+    select category_id, percentile_cont(0.5) within group (order by price)::float8 as median_price
+    from raw.listings
+    where price > 0 and created_at < %(catalogue_at)s
+    group by category_id
+)
+select greatest(-3.0, least(3.0, ln(l.price::float8 / m.median_price))) as new_listing_log_price_vs_category
+from raw.listings l
+join medians m using (category_id)
+where l.created_at >= %(start)s and l.created_at < %(end)s and l.price > 0
+"""
+
 _USER_DAYS_SQL = """
 select count(*)::float8 as events_per_active_user
 from raw.user_interactions
@@ -114,25 +131,44 @@ def first_event_day(conn: psycopg2.extensions.connection) -> date | None:
 
 
 def interactions_frame(
-    conn: psycopg2.extensions.connection, start: date, end: date, *, novelty: bool = True
+    conn: psycopg2.extensions.connection,
+    start: date,
+    end: date,
+    *,
+    novelty: bool = True,
+    catalogue_at: date | None = None,
 ) -> pd.DataFrame:
-    """Events of the UTC days ``[start, end)`` as one stacked frame (see the module docstring).
+    """Events (and new listings) of the UTC days ``[start, end)`` as one stacked frame (see the module
+    docstring).
 
     ``novelty=False`` leaves out the category-novelty rows (callers do when the data does not reach
-    ``NOVELTY_LOOKBACK_DAYS`` before ``start``: every category would look new).
+    ``NOVELTY_LOOKBACK_DAYS`` before ``start``: every category would look new). New listings' prices
+    are relative to their category's median in the catalogue at the start of ``catalogue_at`` (default
+    ``start``); pass the judged day for both sides of a comparison so both use the same medians.
     """
-    params = {"start": day_start(start), "end": day_start(end), "lookback": NOVELTY_LOOKBACK_DAYS}
+    params = {
+        "start": day_start(start),
+        "end": day_start(end),
+        "lookback": NOVELTY_LOOKBACK_DAYS,
+        "catalogue_at": day_start(catalogue_at or start),
+    }
     parts = [
         _cap(_query(conn, _EVENTS_SQL, params)),
         _cap(_query(conn, _ENGAGED_SQL, params)),
         _cap(_query(conn, _USER_DAYS_SQL, params)),
+        _cap(_query(conn, _NEW_LISTINGS_SQL, params)),
     ]
     if novelty:
         parts.append(_cap(_query(conn, _NOVELTY_SQL, params)))
     frame = pd.concat(parts, ignore_index=True)
     if "engaged_category_novelty" not in frame:
         frame["engaged_category_novelty"] = None
-    for column in ("engaged_price", "engaged_log_price_vs_category", "events_per_active_user"):
+    for column in (
+        "engaged_price",
+        "engaged_log_price_vs_category",
+        "events_per_active_user",
+        "new_listing_log_price_vs_category",
+    ):
         frame[column] = pd.to_numeric(frame.get(column), errors="coerce").astype(np.float64)
     return frame
 

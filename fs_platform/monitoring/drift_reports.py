@@ -8,6 +8,7 @@ the paths of the saved report; the CLI writes the same reports outside Dagster.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -66,6 +67,13 @@ def reports_dir(day: date | str, root: Path | None = None) -> Path:
     return folder
 
 
+def _rounded(value: float | None, rule: ColumnRule) -> float | None:
+    """Distances to 6 decimals; p-values to 4 significant digits (a tiny p-value must not become 0)."""
+    if value is None:
+        return None
+    return float(f"{value:.4g}") if rule.is_p_value else round(value, 6)
+
+
 def compare(
     current: pd.DataFrame,
     reference: pd.DataFrame,
@@ -76,9 +84,10 @@ def compare(
     unknown = sorted(set(column_rules) - set(current.columns))
     if unknown:
         raise ValueError(f"unknown drift column(s) {unknown}; this check has {sorted(current.columns)}")
-    columns = [c for c in column_rules if current[c].notna().any() and reference[c].notna().any()]
+    counts = {c: (int(current[c].notna().sum()), int(reference[c].notna().sum())) for c in column_rules}
+    columns = [c for c, (cur, ref) in counts.items() if cur >= column_rules[c].min_values and ref >= 1]
     if not columns:
-        raise NotEnoughData("no column has values in both the current and the reference data")
+        raise NotEnoughData("no column has enough values in both the current and the reference data")
     definition = DataDefinition(
         numerical_columns=[c for c in columns if column_rules[c].kind == "num"],
         categorical_columns=[c for c in columns if column_rules[c].kind == "cat"],
@@ -105,13 +114,19 @@ def compare(
     result = {}
     for column, rule in column_rules.items():
         value = values.get(column)
+        cur, ref = counts[column]
         result[column] = {
             "method": rule.method,
             "threshold": rule.threshold,
-            "value": None if value is None else round(value, 6),
-            "drifted": value is not None and value >= rule.threshold,
-            "current_values": int(current[column].notna().sum()),
-            "reference_values": int(reference[column].notna().sum()),
+            "drifts_when": rule.drifts_when,
+            "value": _rounded(value, rule),
+            "drifted": rule.drifted(value),
+            "current_values": cur,
+            "reference_values": ref,
+            # why a column was not judged (no values on one side, or fewer than its min_values)
+            "skipped": None
+            if column in columns
+            else f"{cur} current / {ref} reference values, judged from {rule.min_values} current values",
         }
     return result, html, js
 
@@ -127,8 +142,11 @@ def _judged(
     labels: tuple[str, str],
     decisive: list[str] | None = None,
     notes: list[str] | None = None,
+    skip: tuple[str, ...] = (),
 ) -> DriftResult:
-    """Compare by the settings' rules, write the reports and the summary JSON beside them."""
+    """Compare by the settings' rules, write the reports and the summary JSON beside them.
+
+    A column that was not judged gets a note, unless it is in ``skip`` (the caller explained it)."""
     column_rules = rules(settings)
     columns, html, js = compare(current, reference, column_rules, reports_dir(partition, root) / check)
     result = DriftResult(
@@ -142,7 +160,8 @@ def _judged(
         decisive=list(column_rules) if decisive is None else [c for c in decisive if c in column_rules],
         html_path=str(html),
         json_path=str(js),
-        notes=notes or [],
+        notes=(notes or [])
+        + [f"{c} skipped: {r['skipped']}" for c, r in columns.items() if r["skipped"] and c not in skip],
     )
     summary = html.with_name(html.stem + "_summary.json")
     result.summary_path = str(summary)
@@ -170,10 +189,20 @@ def input_drift(
     first = drift_data.first_event_day(conn)
     lookback = timedelta(days=drift_data.NOVELTY_LOOKBACK_DAYS)
     novelty = first is not None and first <= window.reference[0] - lookback
-    current = drift_data.interactions_frame(conn, *window.current, novelty=novelty)
-    reference = drift_data.interactions_frame(conn, *window.reference, novelty=novelty)
+    # both sides price new listings against the same category medians: the catalogue as of `day`
+    current = drift_data.interactions_frame(conn, *window.current, novelty=novelty, catalogue_at=day)
+    reference = drift_data.interactions_frame(conn, *window.reference, novelty=novelty, catalogue_at=day)
     _require(current, int(settings["min_current_rows"]), f"interactions of {day}")
     _require(reference, int(settings["min_current_rows"]), f"interactions of {window.reference}")
+    notes = (
+        []
+        if novelty
+        else [
+            "engaged_category_novelty skipped: the events do not reach "
+            f"{drift_data.NOVELTY_LOOKBACK_DAYS} days before the reference window"
+        ]
+    )
+    notes += _price_level_note(current, reference, NEW_LISTING_PRICE)
     return _judged(
         "input_drift",
         partition,
@@ -185,13 +214,27 @@ def input_drift(
             f"interactions of {day}",
             f"interactions of {window.reference[0]} .. {window.reference[1] - timedelta(days=1)}",
         ),
-        notes=[]
-        if novelty
-        else [
-            "engaged_category_novelty skipped: the events do not reach "
-            f"{drift_data.NOVELTY_LOOKBACK_DAYS} days before the reference window"
-        ],
+        notes=notes,
+        skip=() if novelty else ("engaged_category_novelty",),
     )
+
+
+#: the new-supply price column of input drift (ln of price / category median, per new listing)
+NEW_LISTING_PRICE = "new_listing_log_price_vs_category"
+
+
+def _price_level_note(current: pd.DataFrame, reference: pd.DataFrame, column: str) -> list[str]:
+    """The price-level move in words an operator reads: mean log ratios as a percentage."""
+    if column not in current or column not in reference:
+        return []
+    cur, ref = current[column].dropna(), reference[column].dropna()
+    if cur.empty or ref.empty:
+        return []
+    move = math.exp(cur.mean() - ref.mean()) - 1.0
+    return [
+        f"new listings priced {move:+.1%} against the reference's new listings "
+        f"(same-category medians; {len(cur)} vs {len(ref)} listings)"
+    ]
 
 
 def default_feature_reference(partition: date, settings: dict) -> date:

@@ -1,10 +1,13 @@
 """Drift methods and thresholds per check and column, with an optional JSON override file.
 
-Why effect sizes and not p-values: a day holds thousands of events and the reference window hundreds
-of thousands, so K-S / chi-squared p-values flag every harmless wobble. We use Evidently's distance
-methods (normed Wasserstein for numbers, Jensen-Shannon for categories) whose value does not grow with
-the sample size; the thresholds were calibrated on drift-free days (see docs/monitoring.md and
-``make bench``). ``FS_DRIFT_CONFIG`` may point at a JSON file overriding any of it, e.g.
+Why effect sizes and not p-values for most columns: a day holds thousands of events and the reference
+window hundreds of thousands, so K-S / chi-squared p-values flag every harmless wobble. We use
+Evidently's distance methods (normed Wasserstein for numbers, Jensen-Shannon for categories) whose
+value does not grow with the sample size; the thresholds were calibrated on drift-free days (see
+docs/monitoring.md and ``make bench``). The one exception is the price level of the day's new
+listings: a few hundred values whose expected shift (15 % = 0.14 in log price) is a fifth of their
+spread, which is the small-sample location question a t-test answers, with a p-value threshold set by
+the false-alarm budget. ``FS_DRIFT_CONFIG`` may point at a JSON file overriding any of it, e.g.
 ``{"input": {"columns": {"device_type": {"threshold": 0.05}}}}``.
 """
 
@@ -19,15 +22,34 @@ from typing import Any
 
 #: distance methods of Evidently: the column drifts when the value is >= the threshold
 DISTANCE_METHODS = ("wasserstein", "jensenshannon", "psi", "hellinger", "kl_div", "energy_dist", "TVD")
+#: two-sided tests of Evidently whose value is a p-value: the column drifts when it is < the threshold
+#: (Evidently's ``mannw`` is left out: it is one-sided, it would never see a fall)
+P_VALUE_METHODS = ("t_test", "ks", "chisquare")
 
 
 @dataclass(frozen=True)
 class ColumnRule:
-    """How one column is compared: Evidently method, threshold, numeric or categorical."""
+    """How one column is compared: Evidently method, threshold, numeric or categorical, and the fewest
+    current values it is judged on (below that it is skipped with a note, never judged on noise)."""
 
     method: str
     threshold: float
     kind: str  # "num" | "cat"
+    min_values: int = 1
+
+    @property
+    def is_p_value(self) -> bool:
+        return self.method in P_VALUE_METHODS
+
+    def drifted(self, value: float | None) -> bool:
+        if value is None:
+            return False
+        return value < self.threshold if self.is_p_value else value >= self.threshold
+
+    @property
+    def drifts_when(self) -> str:
+        """The rule in words for reports and the UI, e.g. ``>= 0.3`` or ``p < 0.005``."""
+        return f"p < {self.threshold:g}" if self.is_p_value else f">= {self.threshold:g}"
 
 
 DEFAULTS: dict[str, dict[str, Any]] = {
@@ -43,6 +65,14 @@ DEFAULTS: dict[str, dict[str, Any]] = {
             "engaged_price": {"method": "wasserstein", "threshold": 0.3, "kind": "num"},
             "engaged_log_price_vs_category": {"method": "wasserstein", "threshold": 0.3, "kind": "num"},
             "events_per_active_user": {"method": "wasserstein", "threshold": 0.25, "kind": "num"},
+            # price level of the day's new listings against the new listings of the 28 days before;
+            # alpha = 0.005: nominal 0.15 false alarms per 30 days (docs/monitoring.md)
+            "new_listing_log_price_vs_category": {
+                "method": "t_test",
+                "threshold": 0.005,
+                "kind": "num",
+                "min_values": 30,
+            },
         },
     },
     # partition D's user features against partition D - reference_offset_days
@@ -105,17 +135,25 @@ def drift_settings(kind: str, override: dict | None = None) -> dict[str, Any]:
 
 
 def rules(settings: dict[str, Any]) -> dict[str, ColumnRule]:
-    """Column -> rule, validated (only distance methods, positive thresholds)."""
+    """Column -> rule, validated (known methods, thresholds that make sense for them)."""
     out = {}
     for column, spec in settings["columns"].items():
         method, threshold, kind = spec.get("method"), spec.get("threshold"), spec.get("kind")
-        if method not in DISTANCE_METHODS:
+        min_values = spec.get("min_values", 1)
+        if method not in DISTANCE_METHODS + P_VALUE_METHODS:
             raise ValueError(
-                f"column {column}: method {method!r} is not a distance method ({', '.join(DISTANCE_METHODS)})"
+                f"column {column}: method {method!r} is neither a distance method "
+                f"({', '.join(DISTANCE_METHODS)}) nor a two-sided p-value test ({', '.join(P_VALUE_METHODS)})"
             )
         if not isinstance(threshold, int | float) or threshold <= 0:
             raise ValueError(f"column {column}: threshold must be a positive number, got {threshold!r}")
+        if method in P_VALUE_METHODS and threshold >= 1:
+            raise ValueError(f"column {column}: {method} gives a p-value; its threshold must be below 1")
         if kind not in ("num", "cat"):
             raise ValueError(f"column {column}: kind must be 'num' or 'cat', got {kind!r}")
-        out[column] = ColumnRule(method=method, threshold=float(threshold), kind=kind)
+        if method == "t_test" and kind != "num":
+            raise ValueError(f"column {column}: t_test compares means, the column must be numeric")
+        if not isinstance(min_values, int) or isinstance(min_values, bool) or min_values < 1:
+            raise ValueError(f"column {column}: min_values must be a positive integer, got {min_values!r}")
+        out[column] = ColumnRule(method=method, threshold=float(threshold), kind=kind, min_values=min_values)
     return out
