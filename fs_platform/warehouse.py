@@ -6,6 +6,9 @@ import psycopg2.extensions
 
 EVENT_TYPES = ("impression", "listing_viewed", "listing_favorited", "listing_contact_clicked")
 DEVICE_TYPES = ("ios", "android", "web", "other")
+#: transaction-local setting that ``raw.user_interactions.source_file`` defaults to (set per file)
+SOURCE_FILE_SETTING = "fs_platform.source_file"
+_SOURCE_FILE_DEFAULT = f"nullif(current_setting('{SOURCE_FILE_SETTING}', true), '')"
 
 _RAW_DDL = f"""
 create schema if not exists raw;
@@ -30,8 +33,20 @@ create table if not exists raw.user_interactions (
     occurred_at  timestamptz not null,
     device_type  text not null check (device_type in ({", ".join(f"'{d}'" for d in DEVICE_TYPES)})),
     ingested_at  timestamptz not null default now(),
-    source_file  text
+    source_file  text default {_SOURCE_FILE_DEFAULT}
 );
+-- tables created before the default existed get it once (checked first: no lock when present)
+do $$
+begin
+    if not exists (
+        select 1 from pg_attrdef as d
+        join pg_attribute as a on a.attrelid = d.adrelid and a.attnum = d.adnum
+        where d.adrelid = 'raw.user_interactions'::regclass and a.attname = 'source_file'
+    ) then
+        alter table raw.user_interactions alter column source_file set default {_SOURCE_FILE_DEFAULT};
+    end if;
+end
+$$;
 -- events arrive roughly in time order: a BRIN index makes day slices cheap and costs ~nothing to maintain
 create index if not exists user_interactions_occurred_at_brin
     on raw.user_interactions using brin (occurred_at);

@@ -276,3 +276,45 @@ def test_redelivery_mixed_with_new_events_takes_the_on_conflict_path(listed, tmp
     report = _ingest_and_check(listed, _write_csv(tmp_path / "second.csv", first[:3] + [_event(), _event()]))
     assert (report.accepted, report.duplicates) == (2, 3)
     assert _count(listed, "raw.user_interactions") == 7
+
+
+def test_a_batch_checks_listings_it_has_not_seen_and_records_each_rows_file(listed, tmp_path, database_url):
+    """ingest_many shares one listing-id cache across its files: a listing delivered while the batch
+    runs is accepted once it exists, an unknown one is still rejected; every stored row names its file
+    (source_file comes from a transaction-local setting, not from the COPY rows)."""
+    from fs_platform.ingestion import KnownListingIds, ingest_many
+
+    l3 = "33333333-3333-4333-8333-333333333333"
+    first = _write_csv(tmp_path / "first.csv", [_event(listing_id=L1), _event(listing_id=L2)])
+    cache = KnownListingIds()
+    report = ingest_interactions_file(listed, first, known_listings=cache)
+    assert (report.accepted, report.rejected) == (2, 0)
+    second = _write_csv(tmp_path / "second.csv", [_event(listing_id=l3), _event(listing_id=L1)])
+    report = ingest_interactions_file(listed, second, known_listings=cache)
+    assert (report.accepted, report.rejected) == (1, 1)
+    assert "is not a known listing" in _rejections(listed)[-1][1]
+    ingest_listings_file(listed, _write_csv(tmp_path / "l3.csv", [_listing(l3)], LISTING_COLUMNS))
+    third = _write_csv(tmp_path / "third.csv", [_event(listing_id=l3)])
+    fourth = _write_csv(
+        tmp_path / "fourth.csv", [_event(listing_id=L2), _event(listing_id=str(uuid.uuid4()))]
+    )
+    reports = ingest_many(database_url, [third, fourth], ingest_interactions_file, workers=2)
+    assert [(r.accepted, r.rejected) for r in reports] == [(1, 0), (1, 1)]
+    with listed.cursor() as cur:
+        cur.execute("select source_file, count(*) from raw.user_interactions group by 1 order by 1")
+        assert cur.fetchall() == [("first.csv", 2), ("fourth.csv", 1), ("second.csv", 1), ("third.csv", 1)]
+        cur.execute("select current_setting('fs_platform.source_file', true)")
+        assert cur.fetchone()[0] in (None, "")  # the setting does not outlive its transaction
+
+
+def test_a_raw_table_from_before_the_source_file_default_gets_it(listed, tmp_path):
+    from fs_platform.warehouse import ensure_raw_schema
+
+    with listed.cursor() as cur:
+        cur.execute("alter table raw.user_interactions alter column source_file drop default")
+    listed.commit()
+    ensure_raw_schema(listed)
+    _ingest_and_check(listed, _write_csv(tmp_path / "after_upgrade.csv", [_event()]))
+    with listed.cursor() as cur:
+        cur.execute("select source_file from raw.user_interactions")
+        assert cur.fetchall() == [("after_upgrade.csv",)]
