@@ -72,10 +72,9 @@ def utc_timestamp_text(micros: np.ndarray) -> pa.StringArray:
 
 
 def _timestamps_as_text(column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    micros_array = pc.cast(column.cast(pa.timestamp("us", tz="UTC")), pa.int64())
     if column.null_count or len(column) == 0:
         return column  # rare (listings' optional created_at): Arrow's own formatter
-    micros = micros_array.to_numpy()
+    micros = pc.cast(column.cast(pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy()
     lowest, highest = micros.min(), micros.max()
     if lowest < -62_135_596_800_000_000 or highest >= 253_402_300_800_000_000:  # outside years 1..9999
         return column
