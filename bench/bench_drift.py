@@ -1,6 +1,6 @@
 """Detection quality of the monitoring checks (issue 6), on synthetic data with injected drift.
 
-Scenarios (``fs_platform/monitoring/detection.py`` does the work, with the real ingestion, real dbt
+Scenarios (``fs_platform/dev/detection.py`` does the work, with the real ingestion, real dbt
 partitions, a real LightGBM model and the real Evidently checks):
 
 - drift-free: ``DRIFT_FREE_DAYS`` consecutive partitions; every firing is a false alarm;
@@ -23,9 +23,9 @@ from pathlib import Path
 
 from bench.common import target, write_result
 from bench.database import bench_database
-from fs_platform.monitoring import detection
+from fs_platform.dev import detection
+from fs_platform.dev.synthetic import DRIFT_KINDS
 from fs_platform.monitoring.settings import drift_settings, rules
-from fs_platform.synthetic import DRIFT_KINDS
 
 DRIFT_FREE_DAYS = 30
 #: days of history before the first evaluated partition: 28-day reference + 28-day novelty lookback

@@ -28,8 +28,8 @@ import pandas as pd
 
 from bench.common import target, write_result
 from bench.database import bench_database, last_event_time
-from fs_platform.dbt_project import DBT_PROJECT_DIR, dbt_executable
-from fs_platform.runtime import pg_connect, pg_env
+from fs_platform.infra.dbt import DBT_PROJECT_DIR, dbt_executable
+from fs_platform.infra.runtime import pg_connect, pg_env
 
 REFERENCE_SQL = """
 create temp table bench_reference as

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 
 from bench.common import target, write_result
 from bench.database import bench_database, reset_schemas
-from fs_platform.ingestion import ingest_interactions_file, ingest_listings_file, ingest_many
-from fs_platform.runtime import pg_connect
-from fs_platform.synthetic import generate, write_parquet
+from fs_platform.dev.synthetic import generate, write_parquet
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.ingestion.load import ingest_interactions_file, ingest_listings_file, ingest_many
 
 
 def generate_dataset(scale: str, folder: Path, seed: int = 42) -> tuple[dict, float, int]:

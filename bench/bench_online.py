@@ -29,9 +29,9 @@ import redis
 from bench import http_load
 from bench.common import target, write_result
 from bench.database import bench_database
-from fs_platform.online_store import USERS, KeyLayout, OnlineStore, connect
-from fs_platform.online_sync import sync_snapshot
-from fs_platform.runtime import ensure_services, pg_connect
+from fs_platform.infra.runtime import ensure_services, pg_connect
+from fs_platform.online.store import USERS, KeyLayout, OnlineStore, connect
+from fs_platform.online.sync import sync_snapshot
 
 PREFIX = "fs_bench"
 SOURCE = "bench_online.user_features"

@@ -31,9 +31,9 @@ import pandas as pd
 
 from bench.common import target, write_result
 from bench.database import bench_database, last_event_time
-from fs_platform import training_set
-from fs_platform.dbt_project import DBT_PROJECT_DIR, dbt_executable
-from fs_platform.runtime import pg_connect, pg_env
+from fs_platform.infra.dbt import DBT_PROJECT_DIR, dbt_executable
+from fs_platform.infra.runtime import pg_connect, pg_env
+from fs_platform.retrieval import training_set
 
 #: example days, validation days, test days per scale (xs has only 28 days of events); at s and m,
 #: 35 training days as the ``training_set`` asset uses by default (14 left the model short of data:
@@ -140,8 +140,8 @@ def registry_root(workdir: Path, scale: str) -> Path:
 
 def _train_child(path: str, registry: str, queue: multiprocessing.Queue) -> None:
     """Runs in a spawned process: load, train, report time and the process's peak RSS."""
-    from fs_platform import model_registry
-    from fs_platform.model import train
+    from fs_platform.model import registry as model_registry
+    from fs_platform.model.training import train
 
     frame = training_set.load(Path(path))
     started = time.perf_counter()
@@ -177,7 +177,7 @@ def _train(path: Path, registry: Path) -> dict:
 
 def _truth_auc(workdir: Path, scale: str, test: pd.DataFrame) -> tuple[float, float, int]:
     """(model AUC, true-p AUC, examples) on the test examples the ground truth covers."""
-    from fs_platform.model import roc_auc
+    from fs_platform.model.training import roc_auc
 
     truth_path = workdir / f"data_{scale}" / "ground_truth" / "ground_truth.parquet"
     if not truth_path.exists():

@@ -8,7 +8,7 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 import psycopg2.extensions
 
-from fs_platform.runtime import ensure_services, pg_connect
+from fs_platform.infra.runtime import ensure_services, pg_connect
 
 
 def bench_database(scale: str) -> str:

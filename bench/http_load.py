@@ -119,7 +119,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 def serving_api(env: dict[str, str]) -> Iterator[int]:
     """``fs-platform serve`` (one uvicorn worker) on a free loopback port until the block ends;
     yields the port once /readyz answers 200."""
-    from fs_platform.runtime import _free_port
+    from fs_platform.infra.runtime import _free_port
 
     port = _free_port()
     cli = Path(sys.executable).with_name("fs-platform")

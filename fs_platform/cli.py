@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from fs_platform.config import ENV_VARS, get_settings
+from fs_platform.infra.config import ENV_VARS, PROJECT_ROOT, get_settings
 
 
 @click.group()
@@ -28,7 +28,7 @@ def services() -> None:
 
 @services.command("start")
 def services_start() -> None:
-    from fs_platform.runtime import ensure_services, redact
+    from fs_platform.infra.runtime import ensure_services, redact
 
     urls = ensure_services()
     click.echo(f"postgres: {redact(urls.database_url)}\nredis:    {urls.redis_url}")
@@ -36,7 +36,7 @@ def services_start() -> None:
 
 @services.command("stop")
 def services_stop() -> None:
-    from fs_platform.runtime import stop_services
+    from fs_platform.infra.runtime import stop_services
 
     for name, stopped in stop_services().items():
         click.echo(f"{name}: {'stopped' if stopped else 'not running (or external)'}")
@@ -44,7 +44,7 @@ def services_stop() -> None:
 
 @services.command("status")
 def services_status_cmd() -> None:
-    from fs_platform.runtime import services_status
+    from fs_platform.infra.runtime import services_status
 
     for name, status in services_status().items():
         click.echo(f"{name}: {status}")
@@ -53,7 +53,7 @@ def services_status_cmd() -> None:
 @services.command("env")
 def services_env() -> None:
     """Print `export` lines for dbt/psql/dagster: eval "$(fs-platform services env)"."""
-    from fs_platform.instance import prepare_environment
+    from fs_platform.infra.instance import prepare_environment
 
     prepare_environment()
     names = [
@@ -103,8 +103,8 @@ def generate(
     scale: str, days: int | None, seed: int, end, drift_from, drift: str | None, out: Path | None
 ) -> None:
     """Generate a synthetic marketplace (listings, events, ground truth) as Parquet."""
-    from fs_platform.synthetic import generate as run_generate
-    from fs_platform.synthetic import write_parquet
+    from fs_platform.dev.synthetic import generate as run_generate
+    from fs_platform.dev.synthetic import write_parquet
 
     settings = get_settings()
     out = out or settings.inbox_dir
@@ -132,8 +132,8 @@ def generate(
 @click.option("--kind", type=click.Choice(["listings", "interactions"]), required=True)
 def ingest(files: tuple[Path, ...], kind: str) -> None:
     """Ingest files outside Dagster (same code as the ingestion assets)."""
-    from fs_platform.ingestion import ingest_interactions_file, ingest_listings_file
-    from fs_platform.runtime import ensure_services, pg_connect
+    from fs_platform.infra.runtime import ensure_services, pg_connect
+    from fs_platform.ingestion.load import ingest_interactions_file, ingest_listings_file
 
     conn = pg_connect(ensure_services().database_url)
     fn = ingest_listings_file if kind == "listings" else ingest_interactions_file
@@ -149,7 +149,7 @@ def ingest(files: tuple[Path, ...], kind: str) -> None:
 @click.option("--seed", type=int, default=42, show_default=True)
 def demo(days: int | None, seed: int) -> None:
     """Generate xs data, ingest it, backfill the feature partitions, and show what came out."""
-    from fs_platform.demo import run_demo
+    from fs_platform.dev.demo import run_demo
 
     sys.exit(run_demo(days=days, seed=seed))
 
@@ -160,7 +160,7 @@ def demo(days: int | None, seed: int) -> None:
 @click.option("--full-refresh", is_flag=True, help="Rebuild the rollups from raw events.")
 def backfill(start, end, full_refresh: bool) -> None:
     """Materialize the feature partitions start..end one after the other (in this process)."""
-    from fs_platform.demo import backfill_features
+    from fs_platform.dev.demo import backfill_features
 
     backfill_features(start.date(), end.date(), full_refresh=full_refresh)
 
@@ -169,14 +169,13 @@ def backfill(start, end, full_refresh: bool) -> None:
 @click.option("--port", type=int, default=3000, show_default=True)
 def ui(port: int) -> None:
     """Start `dagster dev` (webserver + daemon) on the platform's instance and data."""
-    from fs_platform.instance import prepare_environment
+    from fs_platform.infra.instance import prepare_environment
 
     prepare_environment()
-    root = Path(__file__).resolve().parent.parent
     dagster = Path(sys.executable).with_name("dagster")
     os.execv(
         str(dagster),
-        [str(dagster), "dev", "-w", str(root / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        [str(dagster), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
     )
 
 
@@ -188,9 +187,9 @@ def ui(port: int) -> None:
 @click.option("--allow-empty", is_flag=True, help="Publish even when the source table is empty.")
 def sync(kind: str, allow_empty: bool) -> None:
     """Publish the feature marts to Redis as atomic snapshots (what the sync assets do)."""
-    from fs_platform.online_store import KINDS, connect
-    from fs_platform.online_sync import sync_snapshot
-    from fs_platform.runtime import ensure_services, pg_connect
+    from fs_platform.infra.runtime import ensure_services, pg_connect
+    from fs_platform.online.store import KINDS, connect
+    from fs_platform.online.sync import sync_snapshot
 
     settings = get_settings()
     urls = ensure_services(settings)
@@ -225,7 +224,7 @@ def serve(host: str, port: int, workers: int, access_log: bool) -> None:
     """Start the serving API (uvicorn) on the online store."""
     import uvicorn
 
-    from fs_platform.runtime import EmbeddedRedis
+    from fs_platform.infra.runtime import EmbeddedRedis
 
     settings = get_settings()
     if settings.redis_url is None:  # start the embedded Redis once, here, for every worker
@@ -297,7 +296,7 @@ def features() -> None:
 @features.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def features_list(as_json: bool) -> None:
-    from fs_platform.feature_registry import feature_registry, format_registry
+    from fs_platform.features.registry import feature_registry, format_registry
 
     entries = feature_registry()
     click.echo(json.dumps(entries, indent=2) if as_json else format_registry(entries))

@@ -16,7 +16,7 @@ from urllib.parse import urlparse, urlunparse
 import psycopg2
 import pytest
 
-from fs_platform.runtime import EmbeddedPostgres, EmbeddedRedis, pg_connect, redis_client
+from fs_platform.infra.runtime import EmbeddedPostgres, EmbeddedRedis, pg_connect, redis_client
 
 REPO = Path(__file__).resolve().parent.parent
 

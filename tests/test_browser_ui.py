@@ -37,9 +37,9 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.definitions import defs
-from fs_platform.runtime import pg_connect
+from fs_platform.defs.features.assets import feature_dbt_assets
+from fs_platform.infra.runtime import pg_connect
 
 REPO = Path(__file__).resolve().parent.parent
 IMG = REPO / "docs" / "img"

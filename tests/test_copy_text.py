@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import psycopg2
 
-from fs_platform.copy_text import copy_payload, utc_timestamp_text
+from fs_platform.ingestion.copy_text import copy_payload, utc_timestamp_text
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

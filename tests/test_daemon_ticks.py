@@ -11,10 +11,10 @@ import dagster as dg
 import pytest
 from ui_support import ONLINE_ASSETS, SCHEDULED_DAYS, open_instance
 
-from fs_platform.assets.features import feature_dbt_assets
 from fs_platform.definitions import defs
-from fs_platform.online_store import OnlineStore
-from fs_platform.runtime import pg_connect
+from fs_platform.defs.features.assets import feature_dbt_assets
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.online.store import OnlineStore
 
 
 @pytest.fixture(scope="module")

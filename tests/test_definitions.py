@@ -11,13 +11,13 @@ import dagster as dg
 import pandas as pd
 
 from fs_platform.definitions import defs
-from fs_platform.feature_registry import feature_registry
+from fs_platform.features.registry import feature_registry
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def test_dagster_definitions_validate(service_urls):
-    from fs_platform.instance import prepare_environment
+    from fs_platform.infra.instance import prepare_environment
 
     prepare_environment()  # dagster.yaml (Postgres storage) reads FS_PG_* from the environment
     dagster = Path(sys.executable).with_name("dagster")

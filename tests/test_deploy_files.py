@@ -258,7 +258,7 @@ DERIVED = {"FS_PG_HOST", "FS_PG_PORT", "FS_PG_USER", "FS_PG_PASSWORD", "FS_PG_DB
 def test_every_setting_is_wired_or_defaulted_on_purpose(compose):
     """Each variable `fs-platform config` lists is set by the compose env block, or its default is
     known to be right in the image; a new setting fails here until someone decides which."""
-    from fs_platform.config import ENV_VARS
+    from fs_platform.infra.config import ENV_VARS
 
     env = compose["x-fs-env"]
     for name in ENV_VARS:

@@ -10,7 +10,7 @@ import pytest
 from feature_pipeline import assert_features_equal, load_frames, run_partition, run_range, snapshot
 from reference.features import reference_user_features
 
-from fs_platform.synthetic import generate
+from fs_platform.dev.synthetic import generate
 
 END = date(2026, 3, 1)  # exclusive end of the generated events
 DAYS = 21
@@ -220,7 +220,7 @@ def test_partition_run_is_recorded_on_a_postgres_backed_instance(loaded, databas
     """dagster.yaml's Postgres storage (dagster-postgres, postgresql+psycopg2) holds the run."""
     import os
 
-    from fs_platform.instance import prepare_environment
+    from fs_platform.infra.instance import prepare_environment
 
     os.environ["DAGSTER_HOME"] = str(tmp_path / "dagster_home")
     prepare_environment()
@@ -242,8 +242,8 @@ def test_dbt_unit_tests_pass(loaded, database_url):
     import os
     import subprocess
 
-    from fs_platform.dbt_project import DBT_PROJECT_DIR, dbt_executable
-    from fs_platform.runtime import pg_env
+    from fs_platform.infra.dbt import DBT_PROJECT_DIR, dbt_executable
+    from fs_platform.infra.runtime import pg_env
 
     assert run_partition(END).success  # the models the unit tests mock must exist
     env = {**os.environ, **pg_env(database_url)}

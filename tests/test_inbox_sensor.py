@@ -9,10 +9,10 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from fs_platform.config import get_settings
 from fs_platform.definitions import defs
-from fs_platform.sensors import inbox_sensor
-from fs_platform.synthetic import generate, write_parquet
+from fs_platform.defs.ingestion.sensors import inbox_sensor
+from fs_platform.dev.synthetic import generate, write_parquet
+from fs_platform.infra.config import get_settings
 
 
 @pytest.fixture()
@@ -23,7 +23,7 @@ def inbox(clean_db, tmp_path, monkeypatch):
 
 
 def _run(request: dg.RunRequest) -> dg.ExecuteInJobResult:
-    from fs_platform.assets.ingestion import raw_listings, raw_user_interactions
+    from fs_platform.defs.ingestion.assets import raw_listings, raw_user_interactions
 
     wanted = set(request.asset_selection or [])
     assets = [a for a in (raw_listings, raw_user_interactions) if a.key in wanted]

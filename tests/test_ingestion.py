@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fs_platform.file_reader import UnreadableFileError
-from fs_platform.ingestion import (
+from fs_platform.ingestion.file_reader import UnreadableFileError
+from fs_platform.ingestion.load import (
     INTERACTION_COLUMNS,
     LISTING_COLUMNS,
     ingest_interactions_file,
@@ -258,7 +258,7 @@ def test_listing_redelivery_updates_changed_attributes(listed, tmp_path):
 
 
 def test_overlapping_files_loaded_concurrently_count_each_event_once(listed, tmp_path, database_url):
-    from fs_platform.ingestion import ingest_many
+    from fs_platform.ingestion.load import ingest_many
 
     shared = [_event() for _ in range(200)]
     files = [_write_csv(tmp_path / f"part{i}.csv", shared + [_event() for _ in range(100)]) for i in range(4)]
@@ -282,7 +282,7 @@ def test_a_batch_checks_listings_it_has_not_seen_and_records_each_rows_file(list
     """ingest_many shares one listing-id cache across its files: a listing delivered while the batch
     runs is accepted once it exists, an unknown one is still rejected; every stored row names its file
     (source_file comes from a transaction-local setting, not from the COPY rows)."""
-    from fs_platform.ingestion import KnownListingIds, ingest_many
+    from fs_platform.ingestion.load import KnownListingIds, ingest_many
 
     l3 = "33333333-3333-4333-8333-333333333333"
     first = _write_csv(tmp_path / "first.csv", [_event(listing_id=L1), _event(listing_id=L2)])
@@ -308,7 +308,7 @@ def test_a_batch_checks_listings_it_has_not_seen_and_records_each_rows_file(list
 
 
 def test_a_raw_table_from_before_the_source_file_default_gets_it(listed, tmp_path):
-    from fs_platform.warehouse import ensure_raw_schema
+    from fs_platform.ingestion.raw_schema import ensure_raw_schema
 
     with listed.cursor() as cur:
         cur.execute("alter table raw.user_interactions alter column source_file drop default")

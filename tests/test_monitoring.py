@@ -19,9 +19,11 @@ import pytest
 from click.testing import CliRunner
 from monitoring_support import ONSET, WebhookReceiver, load_drifted, private_database
 
-from fs_platform.assets.features import feature_dbt_assets
-from fs_platform.assets.ingestion import raw_user_interactions
-from fs_platform.assets.monitoring_checks import (
+from fs_platform.cli import main as cli
+from fs_platform.definitions import defs
+from fs_platform.defs.features.assets import feature_dbt_assets
+from fs_platform.defs.ingestion.assets import raw_user_interactions
+from fs_platform.defs.monitoring.checks import (
     USER_FEATURES,
     completeness_check,
     feature_drift_check,
@@ -29,14 +31,13 @@ from fs_platform.assets.monitoring_checks import (
     null_range_check,
     rejected_rate_check,
 )
-from fs_platform.cli import main as cli
-from fs_platform.definitions import defs
-from fs_platform.ingestion import ingest_interactions_file
-from fs_platform.monitoring import alerts, detection, drift_reports, quality
-from fs_platform.monitoring.alert_sensors import monitoring_alert_sensor, run_failure_alert_sensor
+from fs_platform.defs.monitoring.sensors import monitoring_alert_sensor, run_failure_alert_sensor
+from fs_platform.defs.resources import PostgresResource
+from fs_platform.dev import detection
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.ingestion.load import ingest_interactions_file
+from fs_platform.monitoring import alerts, drift_reports, quality
 from fs_platform.monitoring.settings import drift_settings, rules
-from fs_platform.resources import PostgresResource
-from fs_platform.runtime import pg_connect
 
 BEFORE, AT, AFTER = ONSET - timedelta(days=7), ONSET, ONSET + timedelta(days=7)
 

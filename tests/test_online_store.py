@@ -19,7 +19,9 @@ from online_support import (
     free_port,
 )
 
-from fs_platform.online_store import (
+from fs_platform.defs.resources import PostgresResource, RedisResource
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.online.store import (
     LISTINGS,
     USERS,
     KeyLayout,
@@ -29,9 +31,7 @@ from fs_platform.online_store import (
     canonical_id,
     connect,
 )
-from fs_platform.online_sync import SyncError, SyncProgress, sync_snapshot
-from fs_platform.resources import PostgresResource, RedisResource
-from fs_platform.runtime import pg_connect
+from fs_platform.online.sync import SyncError, SyncProgress, sync_snapshot
 
 FOREVER = timedelta(days=100_000)
 
@@ -194,8 +194,8 @@ def test_canonical_ids():
 
 
 def test_sync_assets_materialize_with_metadata_and_run_after_the_marts(warehouse, prefix, monkeypatch):
-    from fs_platform.assets.online import online_listing_features, online_user_features
     from fs_platform.definitions import defs
+    from fs_platform.defs.online_store.assets import online_listing_features, online_user_features
 
     monkeypatch.setenv("FS_REDIS_PREFIX", prefix)
     with dg.instance_for_test() as instance:

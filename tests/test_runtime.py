@@ -9,8 +9,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from fs_platform.config import ENV_VARS, get_settings
-from fs_platform.runtime import pg_env, redact
+from fs_platform.infra.config import ENV_VARS, get_settings
+from fs_platform.infra.runtime import pg_env, redact
 
 
 def _cli(home: Path, *args: str) -> str:

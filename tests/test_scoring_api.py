@@ -17,16 +17,17 @@ import pytest
 from fastapi.testclient import TestClient
 from online_support import delete_prefix
 
-from fs_platform import model_registry, training_set
-from fs_platform.config import get_settings
-from fs_platform.model import train
-from fs_platform.online_store import LISTINGS, USERS, OnlineStore, connect
-from fs_platform.online_sync import sync_snapshot
-from fs_platform.runtime import pg_connect
-from fs_platform.scoring import ScoringContext, feature_row
+from fs_platform.infra.config import get_settings
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.ingestion.raw_schema import DEVICE_TYPES
+from fs_platform.model import registry as model_registry
+from fs_platform.model.scoring import ScoringContext, feature_row
+from fs_platform.model.training import train
+from fs_platform.online.store import LISTINGS, USERS, OnlineStore, connect
+from fs_platform.online.sync import sync_snapshot
+from fs_platform.retrieval import training_set
 from fs_platform.serving import create_app, schemas
 from fs_platform.serving.model_provider import ModelProvider
-from fs_platform.warehouse import DEVICE_TYPES
 
 FOREVER = timedelta(days=100_000)
 UNKNOWN = "00000000-0000-4000-8000-000000000000"

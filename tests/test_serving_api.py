@@ -17,10 +17,10 @@ from online_support import (
     free_port,
 )
 
-from fs_platform.config import get_settings
-from fs_platform.online_store import LISTINGS, USERS, OnlineStore, connect
-from fs_platform.online_sync import sync_snapshot
-from fs_platform.runtime import pg_connect
+from fs_platform.infra.config import get_settings
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.online.store import LISTINGS, USERS, OnlineStore, connect
+from fs_platform.online.sync import sync_snapshot
 from fs_platform.serving import create_app
 
 FOREVER = timedelta(days=100_000)

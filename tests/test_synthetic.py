@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fs_platform.synthetic import (
+from fs_platform.dev.synthetic import (
     DEVICE_TYPES,
     DRIFT_KINDS,
     EVENT_TYPES,
@@ -195,7 +195,7 @@ def test_event_schema_and_integrity(data: SyntheticData) -> None:
 
 
 def test_constants_match_landing_schema() -> None:
-    warehouse = pytest.importorskip("fs_platform.warehouse")
+    warehouse = pytest.importorskip("fs_platform.ingestion.raw_schema")
     assert tuple(warehouse.EVENT_TYPES) == EVENT_TYPES
     assert tuple(warehouse.DEVICE_TYPES) == DEVICE_TYPES
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fs_platform.synthetic import DRIFT_KINDS, SyntheticData, generate
+from fs_platform.dev.synthetic import DRIFT_KINDS, SyntheticData, generate
 
 END = dt.date(2026, 3, 1)
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pandera.pandas as pa
 import pytest
 
-from fs_platform.training_set import COLUMNS, TrainingSetSchema
+from fs_platform.retrieval.training_set import COLUMNS, TrainingSetSchema
 
 UID = "6f1c2b1e-3c3a-4d7e-9a55-0b8f7d1f2a10"
 LID = "2c3d5b09-d7ab-4307-aa92-0069819b4cf0"

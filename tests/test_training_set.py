@@ -21,12 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference.training_set import reference_examples
 
-from fs_platform import model_registry, training_set
-from fs_platform.assets.training import ctr_model_asset, ctr_model_promotion, training_set_asset
 from fs_platform.definitions import defs
-from fs_platform.model import evaluate, roc_auc
-from fs_platform.runtime import pg_connect
-from fs_platform.synthetic import generate
+from fs_platform.defs.model.assets import ctr_model_asset, ctr_model_promotion, training_set_asset
+from fs_platform.dev.synthetic import generate
+from fs_platform.infra.runtime import pg_connect
+from fs_platform.model import registry as model_registry
+from fs_platform.model.training import evaluate, roc_auc
+from fs_platform.retrieval import training_set
 
 END = date(2026, 3, 1)  # exclusive end of the generated events
 DAYS = 12  # events on 02-17 .. 02-28

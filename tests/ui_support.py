@@ -154,7 +154,7 @@ def _create_database(server_url: str) -> str:
 def _drop(service_urls: dict[str, str], database_url: str, prefix: str) -> None:
     from online_support import delete_prefix
 
-    from fs_platform.online_store import connect
+    from fs_platform.online.store import connect
 
     admin = psycopg2.connect(service_urls["server_url"])
     admin.autocommit = True
@@ -168,9 +168,9 @@ def _drop(service_urls: dict[str, str], database_url: str, prefix: str) -> None:
 
 def _build(database_url: str, redis_url: str, home: Path) -> UiState:
     from fs_platform.definitions import defs
-    from fs_platform.instance import prepare_environment
-    from fs_platform.synthetic import generate, write_parquet
-    from fs_platform.training_demo import demo_window, train_demo_model
+    from fs_platform.dev.synthetic import generate, write_parquet
+    from fs_platform.dev.training_demo import demo_window, train_demo_model
+    from fs_platform.infra.instance import prepare_environment
 
     prepare_environment()  # FS_PG_*, DAGSTER_HOME=$FS_HOME/dagster_home with the project's dagster.yaml
     seconds: dict[str, float] = {}

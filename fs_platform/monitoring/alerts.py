@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from fs_platform.config import get_settings
+from fs_platform.infra.config import get_settings
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from fs_platform.infra.runtime import ensure_services, pg_connect
 from fs_platform.monitoring import drift_reports
 from fs_platform.monitoring.drift_reports import DriftResult, NotEnoughData
-from fs_platform.runtime import ensure_services, pg_connect
 
 
 def write_reports(

@@ -19,7 +19,7 @@ import psycopg2.extensions
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
-from fs_platform.config import get_settings
+from fs_platform.infra.config import get_settings
 from fs_platform.monitoring import drift_data
 from fs_platform.monitoring.settings import ColumnRule, drift_settings, rules
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pandas as pd
 import psycopg2.extensions
 
-from fs_platform import model_registry, training_set
+from fs_platform.model import registry as model_registry
+from fs_platform.retrieval import training_set
 
 #: columns of the score frame besides ``score``: the inputs that explain a moved score
 EXPLAIN = ("device_type", "user_category_affinity", "price_gap")

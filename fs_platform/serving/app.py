@@ -21,8 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from fs_platform.config import Settings, get_settings
-from fs_platform.online_store import (
+from fs_platform.infra.config import Settings, get_settings
+from fs_platform.model.scoring import ScoringContext, feature_row, score
+from fs_platform.online.store import (
     KINDS,
     OnlineStore,
     OnlineStoreError,
@@ -30,7 +31,6 @@ from fs_platform.online_store import (
     SnapshotInfo,
     SnapshotMissing,
 )
-from fs_platform.scoring import ScoringContext, feature_row, score
 from fs_platform.serving import schemas
 from fs_platform.serving.auth import api_key_dependency
 from fs_platform.serving.metrics import MetricsMiddleware, ServingMetrics

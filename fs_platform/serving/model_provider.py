@@ -14,8 +14,8 @@ from pathlib import Path
 
 import lightgbm as lgb
 
-from fs_platform import model_registry
-from fs_platform.model_registry import RegisteredModel
+from fs_platform.model import registry as model_registry
+from fs_platform.model.registry import RegisteredModel
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,126 @@
+"""Redis sync assets: publish the feature marts as atomic online snapshots (DESIGN §7)."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from fs_platform.defs.resources import PostgresResource, RedisResource
+from fs_platform.infra.config import get_settings
+from fs_platform.online.store import LISTINGS, USERS, EntityKind, connect
+from fs_platform.online.sync import SyncResult, sync_snapshot
+
+#: "eager" minus two of its clauses that do not fit an unpartitioned asset fed by daily partitions:
+#: ``~any_deps_missing`` (any never-run day since FS_FEATURES_START_DATE would block it forever) and
+#: ``newly_missing`` (it would sync before the marts exist). Runs once after any partition of the
+#: upstream mart materializes, not while one is still running.
+ONLINE_AUTOMATION = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("sync_after_upstream_update")
+
+#: the marts are due by 04:00 UTC; the online copy half an hour later
+ONLINE_FRESHNESS = dg.FreshnessPolicy.cron(
+    deadline_cron="30 4 * * *", lower_bound_delta=timedelta(hours=4, minutes=30), timezone="UTC"
+)
+
+
+class OnlineSyncConfig(dg.Config):
+    """Knobs of one sync run (defaults suit 100k-1M rows)."""
+
+    batch_size: int = 2000
+    allow_empty: bool = False
+
+
+def _sync(
+    kind: EntityKind,
+    context: dg.AssetExecutionContext,
+    config: OnlineSyncConfig,
+    postgres: PostgresResource,
+    redis: RedisResource,
+) -> dg.MaterializeResult:
+    settings = get_settings()
+    client = connect(redis.url(), timeout_seconds=30)  # bulk writes: generous, unlike reads
+    try:
+        with postgres.connect() as conn:
+            result = sync_snapshot(
+                kind,
+                conn,
+                client,
+                prefix=settings.redis_prefix,
+                batch_size=config.batch_size,
+                build_ttl=settings.online_build_ttl_seconds,
+                grace_seconds=settings.online_grace_seconds,
+                allow_empty=config.allow_empty,
+            )
+    finally:
+        client.close()
+    context.log.info(
+        f"{kind.name}: {result.rows:,} rows, {result.bytes:,} bytes in {result.seconds:.2f}s "
+        f"-> snapshot {result.snapshot_id} (replaced {result.replaced})"
+    )
+    return dg.MaterializeResult(metadata=_metadata(result, kind))
+
+
+def _metadata(result: SyncResult, kind: EntityKind) -> dict[str, dg.MetadataValue]:
+    return {
+        f"{kind.name}_written": dg.MetadataValue.int(result.rows),
+        "dagster/row_count": dg.MetadataValue.int(result.rows),
+        "bytes": dg.MetadataValue.int(result.bytes),
+        "mean_value_bytes": dg.MetadataValue.float(result.bytes / result.rows if result.rows else 0.0),
+        "seconds": dg.MetadataValue.float(round(result.seconds, 3)),
+        "rows_per_second": dg.MetadataValue.float(float(round(result.rows_per_second))),
+        "snapshot_id": dg.MetadataValue.text(result.snapshot_id),
+        "replaced_snapshot_id": dg.MetadataValue.text(result.replaced or ""),
+        "as_of": dg.MetadataValue.timestamp(result.as_of),
+    }
+
+
+@dg.asset(
+    key="online_user_features",
+    deps=[dg.AssetKey("user_features")],
+    group_name="online_store",
+    kinds={"redis"},
+    automation_condition=ONLINE_AUTOMATION,
+    freshness_policy=ONLINE_FRESHNESS,
+    owners=["team:feature-platform"],
+    description="features.user_features published to Redis as one atomic snapshot "
+    "(readers see the previous snapshot or this one, never a mix). Served by the API.",
+)
+def online_user_features(
+    context: dg.AssetExecutionContext,
+    config: OnlineSyncConfig,
+    postgres: PostgresResource,
+    redis: RedisResource,
+) -> dg.MaterializeResult:
+    return _sync(USERS, context, config, postgres, redis)
+
+
+@dg.asset(
+    key="online_listing_features",
+    deps=[dg.AssetKey("listing_features")],
+    group_name="online_store",
+    kinds={"redis"},
+    automation_condition=ONLINE_AUTOMATION,
+    freshness_policy=ONLINE_FRESHNESS,
+    owners=["team:feature-platform"],
+    description="features.listing_features published to Redis as one atomic snapshot (the scorer's "
+    "item features).",
+)
+def online_listing_features(
+    context: dg.AssetExecutionContext,
+    config: OnlineSyncConfig,
+    postgres: PostgresResource,
+    redis: RedisResource,
+) -> dg.MaterializeResult:
+    return _sync(LISTINGS, context, config, postgres, redis)
+
+
+#: evaluates ONLINE_AUTOMATION; on by default (Dagster's implicit default sensor starts switched off)
+online_sync_sensor = dg.AutomationConditionSensorDefinition(
+    "online_store_sync_sensor",
+    target=dg.AssetSelection.assets(online_user_features, online_listing_features),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Runs the Redis sync assets after the feature marts materialize.",
+)

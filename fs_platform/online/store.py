@@ -1,0 +1,390 @@
+"""The Redis online store: key layout, value encoding, and the reader the serving API uses.
+
+A *snapshot* is one immutable Redis hash per entity kind (``{prefix}:users:snap:{id}``,
+field = entity id, value = compact JSON array). A *pointer* hash (``{prefix}:users:current``)
+names the snapshot being served plus its metadata. The sync (``fs_platform.online.sync``)
+writes a new snapshot beside the served one and flips the pointer in one Lua script; readers
+read the ids from the snapshot they last saw and the pointer in one pipelined round trip, and
+accept the values only if the pointer still names that snapshot: published snapshots are
+immutable, so a batch is always answered from a single snapshot — never a mix of two.
+See ``docs/online_store.md`` for the argument and the Redis Cluster layout.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from fs_platform.infra.config import Settings, get_settings
+
+#: value encoding written in every pointer; a reader refuses formats it does not know
+VALUE_FORMAT = "json-array-v1"
+
+
+class OnlineStoreError(Exception):
+    """Base class of the online store's failures."""
+
+
+class OnlineStoreUnavailable(OnlineStoreError):
+    """Redis is down, unreachable or too slow (the API answers 503)."""
+
+
+class SnapshotMissing(OnlineStoreError):
+    """No snapshot of this kind has been published yet (the API answers 503, /readyz is false)."""
+
+
+@dataclass(frozen=True)
+class EntityKind:
+    """One kind of served entity: its id name and its features, in value-array order."""
+
+    name: str
+    id_name: str
+    features: tuple[str, ...]
+
+
+USERS = EntityKind(
+    "users", "user_id", ("category_affinity", "city_affinity", "price_sensitivity", "activity_score")
+)
+LISTINGS = EntityKind(
+    "listings",
+    "listing_id",
+    ("category_id", "city", "price", "price_pct", "is_premium", "image_count", "created_at"),
+)
+KINDS = {kind.name: kind for kind in (USERS, LISTINGS)}
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """Every Redis key name of one store (prefix), in one place."""
+
+    prefix: str = "fs"
+
+    def pointer(self, kind: str) -> str:
+        return f"{self.prefix}:{kind}:current"
+
+    def snapshot_prefix(self, kind: str) -> str:
+        return f"{self.prefix}:{kind}:snap:"
+
+    def snapshot(self, kind: str, snapshot_id: str) -> str:
+        return self.snapshot_prefix(kind) + snapshot_id
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """What the pointer says about the snapshot being served."""
+
+    kind: str
+    snapshot_id: str
+    as_of: datetime
+    written_at: datetime
+    rows: int
+    bytes: int
+
+    def age_seconds(self, now: datetime | None = None) -> float:
+        return ((now or datetime.now(UTC)) - self.as_of).total_seconds()
+
+    def is_stale(self, max_age: timedelta, now: datetime | None = None) -> bool:
+        return self.age_seconds(now) > max_age.total_seconds()
+
+
+@dataclass(frozen=True)
+class FeatureBatch:
+    """Features of several entities, all from one snapshot; ``None`` marks an unknown id."""
+
+    snapshot: SnapshotInfo
+    stale: bool
+    rows: dict[str, dict[str, Any] | None]
+    from_cache: bool = False
+
+    def __getitem__(self, entity_id: str) -> dict[str, Any] | None:
+        return self.rows[entity_id]
+
+
+@dataclass(frozen=True)
+class FeatureVector:
+    """Features of one entity (``features`` is ``None`` when the snapshot does not know it)."""
+
+    entity_id: str
+    features: dict[str, Any] | None
+    snapshot: SnapshotInfo
+    stale: bool
+
+    @property
+    def found(self) -> bool:
+        return self.features is not None
+
+
+#: pointer hash fields, in the order the reader asks for them
+POINTER_FIELDS = ("id", "as_of", "written_at", "rows", "bytes", "format")
+#: a read retries when the pointer moved under it; more flips than this during one read is a fault
+_MAX_POINTER_CHASES = 5
+
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def canonical_id(entity_id: str | uuid.UUID) -> str:
+    """The form ids are stored in (``uuid::text``); raises ValueError for anything not a UUID."""
+    if isinstance(entity_id, str) and _CANONICAL_UUID.fullmatch(entity_id):
+        return entity_id
+    return str(entity_id if isinstance(entity_id, uuid.UUID) else uuid.UUID(str(entity_id)))
+
+
+def connect(redis_url: str, timeout_seconds: float) -> redis.Redis:
+    """A client whose every call fails within about ``2 * timeout_seconds``.
+
+    redis-py's default retries three times with exponential backoff (seconds of waiting while
+    Redis is down); one immediate retry is enough to replace a pooled connection that died when
+    Redis restarted, so recovery needs no process restart.
+    """
+    return redis.Redis.from_url(
+        redis_url,
+        socket_connect_timeout=timeout_seconds,
+        socket_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=0,
+    )
+
+
+@dataclass
+class _KindCache:
+    """Cached rows of the snapshot last seen; emptied as soon as another snapshot id shows up."""
+
+    snapshot: SnapshotInfo | None = None
+    checked_at: float = 0.0
+    rows: OrderedDict[str, dict[str, Any] | None] = field(default_factory=OrderedDict)
+
+
+class OnlineStore:
+    """Reads features from the current snapshot, one round trip per call.
+
+    The optional cache is bounded (``cache_size`` rows per kind) and keyed by snapshot: within
+    ``cache_ttl`` seconds of the last Redis round trip a request whose ids are all cached is
+    answered locally; a round trip that reveals a new snapshot id drops every cached row, so a
+    flip is visible at most ``cache_ttl`` seconds late and a response never mixes snapshots.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "fs",
+        max_age: timedelta = timedelta(hours=36),
+        cache_size: int = 0,
+        cache_ttl: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.layout = KeyLayout(prefix)
+        self.max_age = max_age
+        self.cache_size = cache_size
+        self.cache_ttl = cache_ttl
+        self._known: dict[str, str] = {}  # kind -> snapshot id last seen
+        self._caches = {kind: _KindCache() for kind in KINDS}
+        self._lock = threading.Lock()
+        self._infos: dict[tuple[str, bytes], SnapshotInfo] = {}
+        self.last_snapshot: dict[str, SnapshotInfo] = {}
+        self.cache_hits = 0
+        self.cache_misses = 0
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings | None = None, redis_url: str | None = None, *, cache: bool = True
+    ) -> OnlineStore:
+        """A store configured from the FS_* environment (embedded Redis unless FS_REDIS_URL is set)."""
+        settings = settings or get_settings()
+        if redis_url is None:
+            from fs_platform.infra.runtime import EmbeddedRedis
+
+            redis_url = settings.redis_url or EmbeddedRedis(settings.home).start()
+        return cls(
+            connect(redis_url, settings.redis_timeout_seconds),
+            prefix=settings.redis_prefix,
+            max_age=timedelta(hours=settings.online_max_age_hours),
+            cache_size=settings.online_cache_size if cache else 0,
+            cache_ttl=settings.online_cache_ttl_seconds,
+        )
+
+    # ------------------------------------------------------------------ public reads
+
+    def get_user(self, user_id: str | uuid.UUID, names: Sequence[str] | None = None) -> FeatureVector:
+        return self._one(USERS, user_id, names)
+
+    def get_users(
+        self, user_ids: Iterable[str | uuid.UUID], names: Sequence[str] | None = None
+    ) -> FeatureBatch:
+        return self.get_many(USERS, user_ids, names)
+
+    def get_listing(self, listing_id: str | uuid.UUID) -> FeatureVector:
+        return self._one(LISTINGS, listing_id, None)
+
+    def get_listings(self, listing_ids: Iterable[str | uuid.UUID]) -> FeatureBatch:
+        return self.get_many(LISTINGS, listing_ids, None)
+
+    def snapshot(self, kind: str) -> SnapshotInfo | None:
+        """The snapshot currently served for ``kind`` (None before the first sync)."""
+        try:
+            return self._fetch(KINDS[kind], [])[0]
+        except SnapshotMissing:
+            return None
+
+    def ping(self) -> bool:
+        try:
+            return bool(self.client.ping())
+        except redis.RedisError:
+            return False
+
+    def get_many(
+        self, kind: EntityKind, entity_ids: Iterable[str | uuid.UUID], names: Sequence[str] | None = None
+    ) -> FeatureBatch:
+        """Features of every id (duplicates collapse) from one snapshot, in one round trip."""
+        ids = list(dict.fromkeys(canonical_id(i) for i in entity_ids))
+        selected = _check_names(kind, names)
+        cached = self._from_cache(kind, ids)
+        if cached is not None:
+            info, rows = cached
+            from_cache = True
+        else:
+            info, rows = self._fetch(kind, ids)
+            self._remember(kind, info, rows)
+            from_cache = False
+        if selected is not None:
+            rows = {i: None if r is None else {n: r[n] for n in selected} for i, r in rows.items()}
+        return FeatureBatch(info, info.is_stale(self.max_age), rows, from_cache)
+
+    # ------------------------------------------------------------------ internals
+
+    def _one(
+        self, kind: EntityKind, entity_id: str | uuid.UUID, names: Sequence[str] | None
+    ) -> FeatureVector:
+        batch = self.get_many(kind, [entity_id], names)
+        [(key, features)] = batch.rows.items()
+        return FeatureVector(key, features, batch.snapshot, batch.stale)
+
+    def _fetch(
+        self, kind: EntityKind, ids: list[str]
+    ) -> tuple[SnapshotInfo, dict[str, dict[str, Any] | None]]:
+        """One pipelined round trip: HMGET the ids from the snapshot last seen, then the pointer.
+
+        Published snapshots are immutable and outlive their replacement by the grace TTL, so
+        when the pointer (read *after* the values) still names the snapshot the values came
+        from, every value is from that one snapshot. Otherwise the pointer moved: read again
+        from the new snapshot (once per flip, not per request).
+        """
+        pointer_key = self.layout.pointer(kind.name)
+        known = self._known.get(kind.name)
+        try:
+            for _ in range(_MAX_POINTER_CHASES):
+                pipe = self.client.pipeline(transaction=False)
+                if known is not None and ids:
+                    pipe.hmget(self.layout.snapshot(kind.name, known), ids)
+                pipe.hmget(pointer_key, POINTER_FIELDS)
+                replies = pipe.execute()
+                pointer = replies[-1]
+                if pointer[0] is None:
+                    raise SnapshotMissing(f"no {kind.name} snapshot has been published yet (run the sync)")
+                current = pointer[0].decode()
+                if not ids or current == known:
+                    break
+                known = current
+            else:
+                raise OnlineStoreUnavailable(
+                    f"{kind.name} snapshot changed {_MAX_POINTER_CHASES} times in one read"
+                )
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise OnlineStoreUnavailable(f"Redis unreachable: {exc}") from exc
+        except redis.RedisError as exc:
+            raise OnlineStoreUnavailable(f"Redis error: {exc}") from exc
+        self._known[kind.name] = current
+        info = self._info(kind.name, pointer)
+        self.last_snapshot[kind.name] = info
+        if not ids:
+            return info, {}
+        return info, _decode(kind, ids, replies[0])
+
+    def _info(self, kind: str, pointer: list[bytes | None]) -> SnapshotInfo:
+        """Parse the pointer fields (memoised: the pointer changes once a day)."""
+        raw_key = (kind, b"\x00".join(p or b"" for p in pointer))
+        info = self._infos.get(raw_key)
+        if info is None:
+            snapshot_id, as_of, written_at, rows, size, fmt = (p.decode() if p else "" for p in pointer)
+            if fmt != VALUE_FORMAT:
+                raise OnlineStoreError(
+                    f"{kind} snapshot {snapshot_id} has value format {fmt!r}, expected {VALUE_FORMAT!r}"
+                )
+            info = SnapshotInfo(
+                kind=kind,
+                snapshot_id=snapshot_id,
+                as_of=datetime.fromisoformat(as_of),
+                written_at=datetime.fromisoformat(written_at),
+                rows=int(rows or 0),
+                bytes=int(size or 0),
+            )
+            if len(self._infos) > 64:
+                self._infos.clear()
+            self._infos[raw_key] = info
+        return info
+
+    def _from_cache(self, kind: EntityKind, ids: list[str]):
+        if self.cache_size <= 0:
+            return None
+        cache = self._caches[kind.name]
+        with self._lock:
+            fresh = cache.snapshot is not None and time.monotonic() - cache.checked_at < self.cache_ttl
+            if fresh and all(i in cache.rows for i in ids):
+                for i in ids:
+                    cache.rows.move_to_end(i)
+                self.cache_hits += 1
+                return cache.snapshot, {i: cache.rows[i] for i in ids}
+            self.cache_misses += 1
+            return None
+
+    def _remember(self, kind: EntityKind, info: SnapshotInfo, rows: dict[str, dict[str, Any] | None]) -> None:
+        if self.cache_size <= 0:
+            return
+        cache = self._caches[kind.name]
+        with self._lock:
+            if cache.snapshot is None or cache.snapshot.snapshot_id != info.snapshot_id:
+                if cache.snapshot is not None and info.written_at < cache.snapshot.written_at:
+                    return  # a slow reader's answer from the replaced snapshot: do not go back
+                cache.rows.clear()  # another snapshot: nothing cached is valid any more
+            cache.snapshot = info
+            cache.checked_at = time.monotonic()
+            cache.rows.update(rows)
+            while len(cache.rows) > self.cache_size:
+                cache.rows.popitem(last=False)
+
+    @property
+    def cache_hit_ratio(self) -> float:
+        total = self.cache_hits + self.cache_misses
+        return self.cache_hits / total if total else 0.0
+
+
+def _decode(kind: EntityKind, ids: list[str], values: list[bytes | None]) -> dict[str, dict[str, Any] | None]:
+    """Values -> feature dicts; one orjson call for the whole batch (a third faster than one per value)."""
+    present = [v for v in values if v is not None]
+    decoded = iter(orjson.loads(b"[" + b",".join(present) + b"]") if present else ())
+    names = kind.features
+    return {
+        i: None if v is None else dict(zip(names, next(decoded), strict=True))
+        for i, v in zip(ids, values, strict=True)
+    }
+
+
+def _check_names(kind: EntityKind, names: Sequence[str] | None) -> tuple[str, ...] | None:
+    if not names:
+        return None
+    unknown = [n for n in names if n not in kind.features]
+    if unknown:
+        raise ValueError(f"unknown feature name(s) {unknown}; {kind.name} have {list(kind.features)}")
+    return tuple(dict.fromkeys(names))
