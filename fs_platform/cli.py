@@ -130,15 +130,69 @@ def generate(
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--kind", type=click.Choice(["listings", "interactions"]), required=True)
-def ingest(files: tuple[Path, ...], kind: str) -> None:
-    """Ingest files outside Dagster (same code as the ingestion assets)."""
+@click.option(
+    "--allow-all-rejected",
+    is_flag=True,
+    help="Exit 0 even when every row of a file was rejected (by default such a file is an error: "
+    "usually a wrong export, e.g. events of the wrong years).",
+)
+def ingest(files: tuple[Path, ...], kind: str, allow_all_rejected: bool) -> None:
+    """Ingest files outside Dagster (same code as the ingestion assets).
+
+    One JSON report per loaded file on stdout; refused files, warnings and the summary on stderr.
+    A refused file does not stop the others. Exit 1 if a file was refused or (unless
+    --allow-all-rejected) had all its rows rejected.
+    """
+    from tqdm import tqdm
+
     from fs_platform.infra.runtime import ensure_services, pg_connect
-    from fs_platform.ingestion.load import ingest_interactions_file, ingest_listings_file
+    from fs_platform.ingestion.file_reader import UnreadableFileError
+    from fs_platform.ingestion.load import (
+        IngestReport,
+        KnownListingIds,
+        ingest_interactions_file,
+        ingest_listings_file,
+    )
+
+    def say(line: str) -> None:  # a line on stderr that does not tear the progress bar
+        tqdm.write(line, file=sys.stderr)
 
     conn = pg_connect(ensure_services().database_url)
-    fn = ingest_listings_file if kind == "listings" else ingest_interactions_file
-    for path in files:
-        click.echo(json.dumps(fn(conn, path).as_dict()))
+    known = KnownListingIds()
+    reports: list[IngestReport] = []
+    refused: list[str] = []
+    all_rejected: list[str] = []
+    try:
+        for path in tqdm(files, desc="ingest", unit="file", disable=None, file=sys.stderr):
+            try:
+                if kind == "listings":
+                    report = ingest_listings_file(conn, path)
+                else:
+                    report = ingest_interactions_file(conn, path, known_listings=known)
+            except UnreadableFileError as exc:
+                conn.rollback()
+                reason = str(exc)
+                refused.append(path.name)
+                say(f"refused {reason if reason.startswith(path.name) else f'{path.name}: {reason}'}")
+                continue
+            reports.append(report)
+            click.echo(json.dumps(report.as_dict()))
+            if report.rows_read and report.rejected == report.rows_read:
+                all_rejected.append(path.name)
+                top, _ = report.reject_reasons.most_common(1)[0]
+                say(
+                    f"warning {path.name}: all {report.rows_read:,} rows rejected (most often: {top}); "
+                    f"see raw.rejected_{'listings' if kind == 'listings' else 'interactions'}"
+                )
+    finally:
+        conn.close()
+    say(
+        f"{len(files)} file(s): {len(reports)} loaded, {len(refused)} refused, "
+        f"{len(all_rejected)} with every row rejected; rows accepted {sum(r.accepted for r in reports):,}, "
+        f"rejected {sum(r.rejected for r in reports):,}, duplicates {sum(r.duplicates for r in reports):,}"
+    )
+    if refused or (all_rejected and not allow_all_rejected):
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------- pipeline
