@@ -28,6 +28,7 @@ import pandas as pd
 
 from bench.common import target, write_result
 from bench.database import bench_database, last_event_time
+from fs_platform.features.partition_run import partition_run
 from fs_platform.infra.dbt import DBT_PROJECT_DIR, dbt_executable
 from fs_platform.infra.runtime import pg_connect, pg_env
 
@@ -59,12 +60,19 @@ def _reference_seconds(database_url: str, cutoff: datetime) -> float:
 
 
 def _dbt_run(database_url: str, cutoff: datetime, full_refresh: bool) -> tuple[float, float, dict]:
-    env = {**os.environ, **pg_env(database_url), "FS_FEATURE_CUTOFF": cutoff.isoformat()}
-    args = [dbt_executable(), "run", "--profiles-dir", ".", "--target-path", "target/bench", "--quiet"]
-    if full_refresh:
-        args.append("--full-refresh")
+    run = partition_run(
+        cutoff.date(),
+        command="run",
+        full_refresh=full_refresh,
+        extra_args=["--profiles-dir", ".", "--target-path", "target/bench", "--quiet"],
+    )
     started = time.perf_counter()
-    subprocess.run(args, cwd=DBT_PROJECT_DIR, env=env, check=True)
+    subprocess.run(
+        [dbt_executable(), *run.args],
+        cwd=DBT_PROJECT_DIR,
+        env=run.subprocess_env({**os.environ, **pg_env(database_url)}),
+        check=True,
+    )
     wall = time.perf_counter() - started
     results = json.loads((DBT_PROJECT_DIR / "target/bench/run_results.json").read_text())
     per_model = {r["unique_id"].split(".")[-1]: r["execution_time"] for r in results["results"]}

@@ -23,8 +23,8 @@ from bench import bench_online, http_load
 from bench.bench_training import registry_root
 from bench.common import target, write_result
 from bench.database import bench_database
-from fs_platform.dev.synthetic import DEVICE_TYPES
 from fs_platform.infra.runtime import ensure_services, pg_connect
+from fs_platform.ingestion.vocabulary import DEVICE_TYPES
 from fs_platform.model import registry as model_registry
 from fs_platform.model.scoring import ScoringContext, encode, feature_row
 from fs_platform.online.store import LISTINGS, USERS, connect

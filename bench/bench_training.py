@@ -24,13 +24,14 @@ import os
 import resource
 import subprocess
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import pandas as pd
 
 from bench.common import target, write_result
 from bench.database import bench_database, last_event_time
+from fs_platform.features.partition_run import partition_run
 from fs_platform.infra.dbt import DBT_PROJECT_DIR, dbt_executable
 from fs_platform.infra.runtime import pg_connect, pg_env
 from fs_platform.retrieval import training_set
@@ -126,10 +127,15 @@ def _ensure_snapshots(database_url: str, first: date, last: date) -> int:
     missing = [first + timedelta(days=k) for k in range((last - first).days + 1)]
     missing = [d for d in missing if d not in have]
     for day in missing:
-        cutoff = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
-        env = {**os.environ, **pg_env(database_url), "FS_FEATURE_CUTOFF": cutoff.isoformat()}
-        args = [dbt_executable(), "run", "--profiles-dir", ".", "--target-path", "target/bench", "--quiet"]
-        subprocess.run(args, cwd=DBT_PROJECT_DIR, env=env, check=True)
+        run = partition_run(
+            day, command="run", extra_args=["--profiles-dir", ".", "--target-path", "target/bench", "--quiet"]
+        )
+        subprocess.run(
+            [dbt_executable(), *run.args],
+            cwd=DBT_PROJECT_DIR,
+            env=run.subprocess_env({**os.environ, **pg_env(database_url)}),
+            check=True,
+        )
     return len(missing)
 
 

@@ -19,7 +19,7 @@ from online_support import delete_prefix
 
 from fs_platform.infra.config import get_settings
 from fs_platform.infra.runtime import pg_connect
-from fs_platform.ingestion.raw_schema import DEVICE_TYPES
+from fs_platform.ingestion.vocabulary import DEVICE_TYPES
 from fs_platform.model import registry as model_registry
 from fs_platform.model.scoring import ScoringContext, feature_row
 from fs_platform.model.training import train

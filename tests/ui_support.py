@@ -255,7 +255,6 @@ def _build(database_url: str, redis_url: str, home: Path) -> UiState:
         seconds["training"] = time.perf_counter() - t
 
     seconds["total"] = time.perf_counter() - started
-    os.environ.pop("FS_FEATURE_CUTOFF", None)  # set by the partition runs; not part of the state
     env = {k: v for k, v in os.environ.items() if k.startswith(("FS_", "DAGSTER_"))}
     return UiState(
         env=env,

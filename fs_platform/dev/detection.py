@@ -23,13 +23,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from fs_platform.dev.synthetic import SyntheticData, generate, write_parquet
+from fs_platform.features.partition_run import partition_environment, partition_run
 from fs_platform.infra.dbt import DBT_PROJECT_DIR, dbt_executable
 from fs_platform.infra.runtime import pg_connect, pg_env
 from fs_platform.ingestion.load import ingest_interactions_file, ingest_listings_file, ingest_many
 from fs_platform.model import registry as model_registry
 from fs_platform.model.training import train
 from fs_platform.monitoring import drift_reports
-from fs_platform.monitoring.drift_data import day_start
 from fs_platform.retrieval import training_set
 
 CHECKS = ("input_drift", "feature_drift", "prediction_drift")
@@ -109,20 +109,22 @@ def build_partitions(
         os.chdir(DBT_PROJECT_DIR)
     try:
         for i, day in enumerate(sorted(partitions)):
-            cutoff = day_start(day).isoformat()
-            args = ["run", "--profiles-dir", ".", "--target-path", target_path, "--quiet"]
-            if i == 0:
-                args.append("--full-refresh")
+            run = partition_run(
+                day,
+                command="run",
+                full_refresh=i == 0,
+                extra_args=["--profiles-dir", ".", "--target-path", target_path, "--quiet"],
+            )
             if runner is not None:
-                os.environ["FS_FEATURE_CUTOFF"] = cutoff
-                result = runner.invoke(args)
+                with partition_environment(run):
+                    result = runner.invoke(run.args)
                 if not result.success:
                     raise RuntimeError(f"dbt run for partition {day} failed: {result.exception}")
             else:
                 subprocess.run(
-                    [dbt_executable(), *args],
+                    [dbt_executable(), *run.args],
                     cwd=DBT_PROJECT_DIR,
-                    env={**os.environ, **env, "FS_FEATURE_CUTOFF": cutoff},
+                    env=run.subprocess_env({**os.environ, **env}),
                     check=True,
                 )
     finally:

@@ -45,6 +45,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from fs_platform.ingestion.vocabulary import DEVICE_TYPES, EVENT_TYPES
+
 __all__ = [
     "DEVICE_TYPES",
     "DRIFT_KINDS",
@@ -57,8 +59,6 @@ __all__ = [
     "write_parquet",
 ]
 
-EVENT_TYPES = ("impression", "listing_viewed", "listing_favorited", "listing_contact_clicked")
-DEVICE_TYPES = ("ios", "android", "web", "other")
 DRIFT_KINDS = ("category_shift", "price_inflation", "device_shift")
 
 

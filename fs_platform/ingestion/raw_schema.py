@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import psycopg2.extensions
 
-EVENT_TYPES = ("impression", "listing_viewed", "listing_favorited", "listing_contact_clicked")
-DEVICE_TYPES = ("ios", "android", "web", "other")
+from fs_platform.ingestion.vocabulary import DEVICE_TYPES, EVENT_TYPES
+
 #: transaction-local setting that ``raw.user_interactions.source_file`` defaults to (set per file)
 SOURCE_FILE_SETTING = "fs_platform.source_file"
 _SOURCE_FILE_DEFAULT = f"nullif(current_setting('{SOURCE_FILE_SETTING}', true), '')"

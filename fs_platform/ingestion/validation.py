@@ -15,7 +15,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from fs_platform.ingestion.raw_schema import DEVICE_TYPES, EVENT_TYPES
+from fs_platform.ingestion.vocabulary import DEVICE_TYPES, EVENT_TYPES
 
 UUID_RE = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 SLUG_RE = r"^[a-z0-9]+(?:[-_][a-z0-9]+)*$"

@@ -2,7 +2,7 @@
 
 Why a module of its own: train/serve skew hides in small differences (a missing affinity key that
 is 0 offline but null online, Sunday as 0 or 6, a category level coded differently). Every rule of
-``fs_platform.training_set.EXAMPLES_SQL`` that turns a user snapshot, a listing and the context into
+``fs_platform.retrieval.training_set.EXAMPLES_SQL`` that turns a user snapshot, a listing and the context into
 model inputs is restated here once, and a test compares the API's scores with the offline model's
 predictions on the training set's own rows.
 

@@ -1,16 +1,16 @@
 """The dbt feature pipeline as daily-partitioned Dagster assets."""
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster_dbt import DbtCliInvocation, DbtCliResource, dbt_assets
+from dagster_dbt import DbtCliResource, dbt_assets
 
-from fs_platform.defs.features.partitions import cutoff_for_partition, daily_partitions
+from fs_platform.defs.features.partitions import daily_partitions
 from fs_platform.defs.features.translator import FeatureDbtTranslator
 from fs_platform.defs.resources import PostgresResource
+from fs_platform.features.partition_run import partition_environment, partition_run
 from fs_platform.infra.dbt import dbt_project, ensure_manifest
 
 _SUMMARY_SQL = """
@@ -28,10 +28,6 @@ class FeatureRunConfig(dg.Config):
 
     dbt_vars_json: str = "{}"  # e.g. '{"decay_kind": "linear"}'
     full_refresh: bool = False
-
-
-def dbt_vars_for(partition_key: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"cutoff": cutoff_for_partition(partition_key).isoformat(), **(overrides or {})}
 
 
 @dbt_assets(
@@ -57,14 +53,14 @@ def feature_dbt_assets(
     overrides = json.loads(config.dbt_vars_json)
     days = sorted(context.partition_keys)
     for i, day in enumerate(days):
-        invocation = _build_partition(
-            context, dbt, day, overrides, full_refresh=config.full_refresh and i == 0
-        )
+        run = partition_run(day, overrides=overrides, full_refresh=config.full_refresh and i == 0)
+        with partition_environment(run):  # dagster-dbt hands os.environ to the dbt process it starts
+            invocation = dbt.cli(run.args, context=context)
         if i < len(days) - 1:
             invocation.wait()  # raises on a failed model or test
             context.log.info(f"partition {day}: dbt build succeeded")
             continue
-        cutoff = dbt_vars_for(day, overrides)["cutoff"]
+        cutoff = run.cutoff.isoformat()
         for event in invocation.stream():
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
@@ -74,20 +70,6 @@ def feature_dbt_assets(
                 extra["partitions_in_run"] = dg.MetadataValue.int(len(days))
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
-
-
-def _build_partition(
-    context: dg.AssetExecutionContext, dbt: DbtCliResource, day: str, overrides: dict, full_refresh: bool
-) -> DbtCliInvocation:
-    # T travels as an env var: a changed --vars value would invalidate dbt's partial parse (~8 s)
-    os.environ["FS_FEATURE_CUTOFF"] = dbt_vars_for(day, overrides)["cutoff"]
-    # dbt unit tests check the SQL logic, not the data: they run in the test suite, not every day
-    args = ["build", "--exclude", "test_type:unit"]
-    if overrides:
-        args += ["--vars", json.dumps(overrides)]
-    if full_refresh:
-        args.append("--full-refresh")
-    return dbt.cli(args, context=context)
 
 
 # tables whose row count is worth a query; views (stg_*) would rescan raw events

@@ -1,8 +1,6 @@
-"""The daily partitioning of the feature pipeline: partition D ↔ cutoff T = D 00:00 UTC."""
+"""The daily partitioning of the feature pipeline: partition D <-> cutoff T = D 00:00 UTC."""
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 import dagster as dg
 
@@ -12,8 +10,3 @@ from fs_platform.infra.config import get_settings
 daily_partitions = dg.DailyPartitionsDefinition(
     start_date=get_settings().features_start_date.isoformat(), timezone="UTC", end_offset=1
 )
-
-
-def cutoff_for_partition(partition_key: str) -> datetime:
-    """Partition key 'YYYY-MM-DD' -> the cutoff T (that day at 00:00 UTC)."""
-    return datetime.fromisoformat(partition_key).replace(tzinfo=UTC)
