@@ -1,0 +1,1 @@
+"""The thin Dagster layer: one sub-package per asset group, each exporting its ``defs``."""

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 import dagster as dg
 import psycopg2.extensions
 import redis
+from dagster_dbt import DbtCliResource
 
+from fs_platform.infra.dbt import dbt_executable, dbt_project
 from fs_platform.infra.runtime import ensure_services, pg_connect, pg_env, redis_client
 
 
@@ -48,3 +50,17 @@ class RedisResource(dg.ConfigurableResource):
 
     def client(self) -> redis.Redis:
         return redis_client(self.url())
+
+
+#: the resources every group shares, bound once for the code location
+defs = dg.Definitions(
+    resources={
+        "postgres": PostgresResource(),
+        "redis": RedisResource(),
+        "dbt": DbtCliResource(
+            project_dir=dbt_project,
+            profiles_dir=str(dbt_project.profiles_dir),
+            dbt_executable=dbt_executable(),
+        ),
+    }
+)

@@ -7,12 +7,14 @@
 
 import dagster as dg
 
-from fs_platform.defs.monitoring.checks import MONITORING_CHECKS
+from fs_platform.defs.monitoring.checks import monitoring_checks
 from fs_platform.defs.resources import PostgresResource
 from fs_platform.monitoring import alerts
 
-#: names of the checks whose failures alert
-ALERTING_CHECKS = MONITORING_CHECKS
+#: names of the checks whose failures alert, read off the check definitions themselves
+ALERTING_CHECKS: frozenset[str] = frozenset(
+    spec.name for check in monitoring_checks for spec in check.check_specs
+)
 _BATCH = 200
 
 

@@ -114,13 +114,3 @@ def online_listing_features(
     redis: RedisResource,
 ) -> dg.MaterializeResult:
     return _sync(LISTINGS, context, config, postgres, redis)
-
-
-#: evaluates ONLINE_AUTOMATION; on by default (Dagster's implicit default sensor starts switched off)
-online_sync_sensor = dg.AutomationConditionSensorDefinition(
-    "online_store_sync_sensor",
-    target=dg.AssetSelection.assets(online_user_features, online_listing_features),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
-    description="Runs the Redis sync assets after the feature marts materialize.",
-)
