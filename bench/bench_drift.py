@@ -1,4 +1,4 @@
-"""Detection quality of the monitoring checks (issue 6), on synthetic data with injected drift.
+"""Detection quality of the monitoring checks, on synthetic data with injected drift.
 
 Scenarios (``fs_platform/dev/detection.py`` does the work, with the real ingestion, real dbt
 partitions, a real LightGBM model and the real Evidently checks):

@@ -1,4 +1,4 @@
-"""Feature pipeline speed at one scale, measured side by side in one run (issue #3).
+"""Feature pipeline speed at one scale, measured side by side in one run.
 
 - reference: one hand-written grouped aggregation of the decayed category affinity over the
   window (float8), straight from raw events — the speed limit a full recompute is held to;
@@ -201,7 +201,7 @@ def _timed_and_rolled_back(database_url: str, sql: str, params: dict) -> float:
 def _exact_daily_floor(database_url: str, cutoff: datetime, runs: int) -> dict[str, float]:
     """Why an exact next-day run cannot drop below a fixed share of the full recompute.
 
-    DESIGN §4 ranks a listing's price among the priced listings of its category, so each new
+    semantics §4 ranks a listing's price among the priced listings of its category, so each new
     listing moves the percentile of every dearer listing in its category. Measured on the data:
     the share of listings whose percentile changes from T-1 to T, the share of the window's
     (user, listing) pairs on such a listing, and the best time of each of the three steps an exact

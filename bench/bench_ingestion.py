@@ -1,4 +1,4 @@
-"""Generation and ingestion throughput, against a plain COPY of the same rows (issue #2).
+"""Generation and ingestion throughput, against a plain COPY of the same rows.
 
 Ours: Parquet files → read, parse, pandera validation, COPY to a temp table, insert with
 idempotency (primary key, ``on conflict``), quarantine, bookkeeping — per daily file.

@@ -1,4 +1,4 @@
-"""Online store and serving API speed, measured side by side in one run (issue #4).
+"""Online store and serving API speed, measured side by side in one run.
 
 - sync: ``features.user_features``-shaped rows (synthesised in Postgres, see below) published to
   Redis as one snapshot, vs ``redis-benchmark -c 1 -P 1000 -t set -d <mean value size>`` on the

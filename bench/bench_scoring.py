@@ -1,4 +1,4 @@
-"""`POST /v1/score` latency at one scale (issue #5): 100 candidates per request, concurrency 1.
+"""`POST /v1/score` latency at one scale: 100 candidates per request, concurrency 1.
 
 Serves the model the training benchmark just trained (its registry under the bench folder) on the
 bench database's real ``user_features`` and ``listing_features``, synced to Redis under a bench

@@ -1,4 +1,4 @@
-"""Training set and model at one scale (issue #5), measured side by side in one run.
+"""Training set and model at one scale (the model-side benchmark), measured side by side in one run.
 
 - training-set build (the PIT query, COPY out, pandera, split, Parquet) vs two plain ASOF-style
   joins of the same tables in the same run: ``pandas.merge_asof`` (read events and snapshots out,

@@ -1,4 +1,4 @@
-"""Shared plumbing of the benchmarks: result files in the DESIGN §10 format and the markdown summary."""
+"""Shared plumbing of the benchmarks: result files in the semantics §10 format and the markdown summary."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Ingestion against a real PostgreSQL: every bad-input class of DESIGN §3, conservation, idempotency."""
+"""Ingestion against a real PostgreSQL: every bad-input class of semantics §3, conservation, idempotency."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Tests of the synthetic marketplace generator (xs scale only, so the whole module runs in seconds).
 
 They pin the output contract other code depends on (schemas, ids, time window, file layout), the
-reproducibility guarantees, the realism targets of DESIGN §9 and the injected drifts.
+reproducibility guarantees, the realism targets of semantics §9 and the injected drifts.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The generator's ground truth is the probability knowable at the example time (DESIGN §5, §9).
+"""The generator's ground truth is the probability knowable at the example time (semantics §5, §9).
 
 ``true_p`` of a (user, listing, day) is P(positive that day | the first impression), with the
 chance of later impressions of the pair that day taken in expectation -- not read off the

@@ -41,7 +41,7 @@
   Decayed value of a daily rollup at cutoff T, from the rollup's sums at its day end E:
     exponential: 0.5^((T-E)/h) * sum(w * 0.5^((E-t)/h))
     linear:      sum(w) * (1 - (T-E)/W) - sum(w * (E-t)) / W
-  Both reproduce sum(w * decay(T - t)) over the day's events exactly (DESIGN §4).
+  Both reproduce sum(w * decay(T - t)) over the day's events exactly (semantics §4).
 #}
 {% macro decayed_rollup_value(days_to_cutoff, exp_weight_at_day_end, weight_sum, weight_age_sum) -%}
     {%- set kind = var('decay_kind') -%}

@@ -1,4 +1,4 @@
-"""Detection quality of the drift checks, measured on synthetic data with known drift (issue 6).
+"""Detection quality of the drift checks, measured on synthetic data with known drift.
 
 A *scenario* is one generated dataset (drift-free, or with one drift kind from an onset day) loaded
 through the real ingestion into its own database, real dbt partitions, then the real checks:

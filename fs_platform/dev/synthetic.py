@@ -4,7 +4,7 @@ Why it exists: the feature store needs realistic data at several sizes (CI, demo
 *true* engagement probabilities are known, so the ranking model trained downstream can be judged
 against the best achievable score, and so drift detectors can be exercised with known drifts.
 
-The model (DESIGN §9), in brief:
+The model (semantics §9), in brief:
 
 * cities have Zipf popularity; categories have their own log-normal price distributions;
 * users have a home city (Zipf, with some travel), a few preferred categories (Dirichlet weights),
@@ -17,7 +17,7 @@ The model (DESIGN §9), in brief:
   log1p(image_count), device, hour)``. A positive impression is always viewed first; non-positive
   impressions are viewed with a second logistic probability;
 * ``ground_truth.true_p`` is the probability that the (user, listing) pair turns positive that day
-  *given what is known at its first impression* (the example time of DESIGN §5): that impression's
+  *given what is known at its first impression* (the example time of semantics §5): that impression's
   ``p`` combined with the expected chances of the pair being shown again later that day under this
   same process (rest of the session, later sessions). It is not ``1 - prod(1 - p_i)`` over the
   impressions the day turned out to have: how often the pair was shown after the example time is
@@ -314,7 +314,7 @@ class _UuidFactory:
         """Version-7 UUIDs (RFC 9562) for events at ``times_us``: Unix milliseconds in the top 48 bits.
 
         Modern trackers mint event ids this way so that ids sort by time: a day's events land at the
-        right edge of the primary-key B-tree instead of all over it (ingestion speed, DESIGN §3).
+        right edge of the primary-key B-tree instead of all over it (ingestion speed, semantics §3).
         Uniqueness comes from the same counter bijection as :meth:`take`, in the low bits.
         """
         n = len(times_us)

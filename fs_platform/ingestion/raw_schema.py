@@ -1,4 +1,4 @@
-"""DDL of the raw landing schema (DESIGN §3), applied idempotently before any ingestion."""
+"""DDL of the raw landing schema (semantics §3), applied idempotently before any ingestion."""
 
 from __future__ import annotations
 

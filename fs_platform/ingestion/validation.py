@@ -24,7 +24,7 @@ _ARROW = {"storage": "pyarrow"}
 
 
 class InteractionRow(pa.DataFrameModel):
-    """One parsed row of an interactions file (DESIGN §3)."""
+    """One parsed row of an interactions file (semantics §3)."""
 
     event_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
     user_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
@@ -43,7 +43,7 @@ class InteractionRow(pa.DataFrameModel):
 
 
 class ListingRow(pa.DataFrameModel):
-    """One parsed row of a listings file (DESIGN §3)."""
+    """One parsed row of a listings file (semantics §3)."""
 
     listing_id: Series[pd.StringDtype] = pa.Field(nullable=False, str_matches=UUID_RE, dtype_kwargs=_ARROW)
     category_id: Series[pd.StringDtype] = pa.Field(

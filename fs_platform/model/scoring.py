@@ -28,7 +28,7 @@ _USER_NUMERIC = ("price_sensitivity", "activity_score")
 
 @dataclass(frozen=True)
 class ScoringContext:
-    """What the request knows about the moment of the impression (DESIGN §5 context features)."""
+    """What the request knows about the moment of the impression (semantics §5 context features)."""
 
     device_type: str
     at: datetime  # timezone-aware; day_of_week and hour_of_day are taken in UTC, as offline

@@ -1,4 +1,4 @@
-"""The contact model (DESIGN §6): LightGBM on the training set, its metrics and baselines.
+"""The contact model (semantics §6): LightGBM on the training set, its metrics and baselines.
 
 Why these pieces live together: a model is only useful with the exact feature list, category
 levels and metrics it was judged by, so training returns all of them and the registry
@@ -96,7 +96,7 @@ def expected_calibration_error(y: np.ndarray, p: np.ndarray, bins: int = 10) -> 
 
 
 def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
-    """The four test metrics of DESIGN §6 (plus the base rates, to read them against)."""
+    """The four test metrics of semantics §6 (plus the base rates, to read them against)."""
     return {
         "roc_auc": roc_auc(y, p),
         "pr_auc": pr_auc(y, p),

@@ -1,1 +1,1 @@
-"""Monitoring: Evidently drift reports, data-quality measures and alerting (DESIGN §8)."""
+"""Monitoring: Evidently drift reports, data-quality measures and alerting (semantics §8)."""

@@ -1,4 +1,4 @@
-"""Plain-Python reference of the point-in-time training set (DESIGN §5): loops and dicts, no SQL.
+"""Plain-Python reference of the point-in-time training set (semantics §5): loops and dicts, no SQL.
 
 Deliberately naive: for every (user, listing, UTC day) it walks all of the pair's events and all
 of the user's snapshots, so it is obviously right and only usable on small data.

@@ -1,6 +1,6 @@
 {#
   Per (user, listing, UTC day) rollup of weighted events (w > 0), decayed to the day's end E.
-  Features for any cutoff T are exact functions of these sums (DESIGN §4), so a daily run reads
+  Features for any cutoff T are exact functions of these sums (semantics §4), so a daily run reads
   one day of raw events instead of the whole window.
 
   Incremental: rebuilds the days in the window that are not yet rolled up (first run, days after

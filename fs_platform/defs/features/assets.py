@@ -24,7 +24,7 @@ from features.user_features_history where as_of = %s
 
 
 class FeatureRunConfig(dg.Config):
-    """Per-run overrides of the dbt vars (DESIGN §4 knobs) and a full-refresh switch."""
+    """Per-run overrides of the dbt vars (semantics §4 knobs) and a full-refresh switch."""
 
     dbt_vars_json: str = "{}"  # e.g. '{"decay_kind": "linear"}'
     full_refresh: bool = False

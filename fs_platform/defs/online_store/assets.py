@@ -1,4 +1,4 @@
-"""Redis sync assets: publish the feature marts as atomic online snapshots (DESIGN §7)."""
+"""Redis sync assets: publish the feature marts as atomic online snapshots (semantics §7)."""
 
 from datetime import timedelta
 
