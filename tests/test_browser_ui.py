@@ -13,7 +13,8 @@ through the pages a person would open:
 - the daemon really runs: a file dropped in the inbox is picked up by ``inbox_sensor`` and the run
   it launches ingests it.
 
-Screenshots go to docs/img/ (the README shows them). Skipped only where Chromium is not installed
+Screenshots go to a temporary folder, so a test run never touches the tree; ``make screenshots``
+(``FS_SCREENSHOT_DIR=docs/img``) regenerates the ones the README shows. Skipped only where Chromium is not installed
 and never in CI (``CI`` set): there it fails.
 """
 
@@ -26,6 +27,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -42,7 +44,8 @@ from fs_platform.defs.features.assets import feature_dbt_assets
 from fs_platform.infra.runtime import pg_connect
 
 REPO = Path(__file__).resolve().parent.parent
-IMG = REPO / "docs" / "img"
+#: where screenshots go: docs/img only when asked for (`make screenshots`), else a temp folder
+IMG = Path(os.environ.get("FS_SCREENSHOT_DIR") or tempfile.mkdtemp(prefix="fs_ui_shots_")).resolve()
 CHROMIUM = Path(os.environ.get("FS_TEST_CHROMIUM", "/usr/bin/chromium"))
 NEW_EVENTS = 20  # events of the file the daemon's inbox sensor picks up (plus one bad row)
 
