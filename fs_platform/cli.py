@@ -5,17 +5,19 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from fs_platform.infra.config import ENV_VARS, PROJECT_ROOT, get_settings
+from fs_platform.infra.config import PROJECT_ROOT, config_rows, get_settings, pin_home
 
 
 @click.group()
 def main() -> None:
     """Feature store for the marketplace recommender."""
+    pin_home()  # FS_HOME absolute for child processes; owner-only files for what we write
 
 
 # ---------------------------------------------------------------- services
@@ -31,7 +33,7 @@ def services_start() -> None:
     from fs_platform.infra.runtime import ensure_services, redact
 
     urls = ensure_services()
-    click.echo(f"postgres: {redact(urls.database_url)}\nredis:    {urls.redis_url}")
+    click.echo(f"postgres: {redact(urls.database_url)}\nredis:    {redact(urls.redis_url)}")
 
 
 @services.command("stop")
@@ -57,6 +59,7 @@ def services_env() -> None:
 
     prepare_environment()
     names = [
+        "FS_HOME",  # absolute: `services stop` from any folder finds these servers
         "FS_DATABASE_URL",
         "FS_REDIS_URL",
         "FS_PG_HOST",
@@ -72,10 +75,9 @@ def services_env() -> None:
 
 @main.command("config")
 def config_cmd() -> None:
-    """Show every environment variable the platform reads."""
-    for name, (default, description) in ENV_VARS.items():
-        current = os.environ.get(name, "")
-        click.echo(f"{name:28} {current or default!s:30} {description}")
+    """Show every environment variable the platform reads (secrets redacted)."""
+    for name, value, description in config_rows():
+        click.echo(f"{name:28} {value:30} {description}")
 
 
 # ---------------------------------------------------------------- data
@@ -195,6 +197,199 @@ def ingest(files: tuple[Path, ...], kind: str, allow_all_rejected: bool) -> None
         sys.exit(1)
 
 
+# ---------------------------------------------------------------- training set and model
+
+
+class _StageBar:
+    """A progress bar over named stages (tqdm on stderr): each call starts the next stage."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            file=sys.stderr,
+            disable=None,  # no bar when stderr is not a terminal
+            bar_format="{desc}: {n_fmt}/{total_fmt} stages [{elapsed}] {postfix}",
+        )
+        self.started = False
+
+    def __call__(self, stage: str) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.started = True
+        self.bar.set_postfix_str(stage)
+
+    def close(self) -> None:
+        if self.started:
+            self.bar.update(1)
+        self.bar.close()
+
+
+def _window_options(fn):
+    """The run config of the ``training_set`` asset as options; unset ones take its defaults
+    (``DEFAULT_DAYS`` etc. in fs_platform.retrieval.training_set)."""
+    options = [
+        click.option("--start", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First example day."),
+        click.option(
+            "--end",
+            type=click.DateTime(["%Y-%m-%d"]),
+            default=None,
+            help="Last example day (inclusive); default yesterday (UTC).",
+        ),
+        click.option(
+            "--days",
+            type=int,
+            default=None,
+            help="Days ending at --end when --start is unset (default: training_set.DEFAULT_DAYS).",
+        ),
+        click.option(
+            "--validation-days",
+            type=int,
+            default=None,
+            help="Days before the test days (default: training_set.DEFAULT_VALIDATION_DAYS).",
+        ),
+        click.option(
+            "--test-days",
+            type=int,
+            default=None,
+            help="Last days of the window (default: training_set.DEFAULT_TEST_DAYS).",
+        ),
+        click.option(
+            "--max-staleness-hours",
+            type=float,
+            default=None,
+            help="Oldest usable user snapshot (default: training_set.DEFAULT_MAX_STALENESS_HOURS).",
+        ),
+        click.option(
+            "--availability-lag-hours",
+            type=float,
+            default=None,
+            help="Hours after its cutoff a snapshot becomes usable (default 0).",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _build_training_set(window: dict):
+    """Build and write the training set as the ``training_set`` asset does, with a stage bar."""
+    from fs_platform.infra.runtime import ensure_services, pg_connect
+    from fs_platform.retrieval import training_set
+
+    given = {k: v for k, v in window.items() if v is not None}
+    for key in ("start", "end"):
+        if key in given:
+            given[key] = given[key].date()
+    try:
+        config = training_set.window_config(**given)
+        conn = pg_connect(ensure_services().database_url)
+        bar = _StageBar(len(training_set.BUILD_STAGES), "training set")
+        try:
+            return training_set.build(conn, config, progress=bar)
+        finally:
+            bar.close()
+            conn.close()
+    except training_set.TrainingSetWindowError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _describe_training_set(path: Path, meta: dict) -> None:
+    splits = meta["splits"]
+    click.echo(
+        f"training set {meta['fingerprint']}: {meta['rows']:,} examples {meta['start']}..{meta['end']}, "
+        f"positive rate {meta['positive_rate']:.4f} at {path}"
+    )
+    for name, s in splits.items():
+        click.echo(
+            f"  {name:10} {s['first_day']}..{s['last_day']}  {s['rows']:>10,} examples, "
+            f"positive rate {s['positive_rate']:.4f}"
+        )
+
+
+@main.command("training-set")
+@_window_options
+def training_set_cmd(**window) -> None:
+    """Build the point-in-time training set (what the `training_set` asset does) and print its splits."""
+    built = _build_training_set(window)
+    _describe_training_set(built.path, built.metadata)
+
+
+@main.command()
+@_window_options
+@click.option(
+    "--training-set",
+    "training_set_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    default=None,
+    help="Train on this written training set instead of building one (the window options are then unused).",
+)
+@click.option("--feature", "features", multiple=True, help="Train on these features only (repeatable).")
+@click.option("--learning-rate", type=float, default=None)
+@click.option("--num-leaves", type=int, default=None)
+@click.option("--min-data-in-leaf", type=int, default=None)
+@click.option("--max-rounds", type=int, default=None)
+def train(
+    training_set_path: Path | None,
+    features: tuple[str, ...],
+    learning_rate: float | None,
+    num_leaves: int | None,
+    min_data_in_leaf: int | None,
+    max_rounds: int | None,
+    **window,
+) -> None:
+    """Build the training set (unless --training-set), train, register, decide promotion.
+
+    The same steps as the `training_set` and `ctr_model` assets and the `ctr_model_promotion`
+    check; prints the test metrics beside both baselines and the decision. Exit 0 when the model
+    was trained and registered, promoted or not.
+    """
+    import json as json_module
+
+    from fs_platform.model import workflow
+    from fs_platform.model.registry import current_version
+    from fs_platform.model.training import MAX_ROUNDS
+    from fs_platform.retrieval import training_set
+
+    if training_set_path is None:
+        built = _build_training_set(window)
+        training_set_path, meta = built.path, built.metadata
+    else:
+        meta = json_module.loads((training_set_path / "_metadata.json").read_text())
+    _describe_training_set(training_set_path, meta)
+    params = {
+        k: v
+        for k, v in {
+            "learning_rate": learning_rate,
+            "num_leaves": num_leaves,
+            "min_data_in_leaf": min_data_in_leaf,
+        }.items()
+        if v is not None
+    }
+    bar = _StageBar(len(workflow.TRAIN_STAGES) + 1, "model")
+    try:
+        run = workflow.train_and_register(
+            training_set_path,
+            features=list(features) or None,
+            params=params,
+            max_rounds=max_rounds or MAX_ROUNDS,
+            progress=bar,
+        )
+        bar("promotion decision")
+        decision = workflow.promote_if_better(run.version)
+    except training_set.TrainingSetWindowError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        bar.close()
+    click.echo(f"ctr_model {run.version} (registry {run.folder}):")
+    for line in workflow.metrics_lines(run.trained.metrics):
+        click.echo(f"  {line}")
+    click.echo(f"promotion ({decision.rule} rule): {decision.reason}")
+    click.echo(f"current model: {current_version() or '(none)'}")
+
+
 # ---------------------------------------------------------------- pipeline
 
 
@@ -226,6 +421,9 @@ def ui(port: int) -> None:
     from fs_platform.infra.instance import prepare_environment
 
     prepare_environment()
+    # dagster dev maps SIGTERM to whatever SIGINT does; a background job of a non-interactive shell
+    # (`make ui &`) starts with SIGINT ignored, and then SIGTERM would be ignored too
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     dagster = Path(sys.executable).with_name("dagster")
     os.execv(
         str(dagster),

@@ -153,6 +153,9 @@ def dagster_dev(state, tmp_path_factory) -> Iterator[dict]:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: killed as a whole
+            # as `make ui &` from a script: a background job of a non-interactive shell starts with
+            # SIGINT ignored, which dagster dev used to inherit for SIGTERM too
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     try:
         url = f"http://127.0.0.1:{port}"
@@ -163,6 +166,8 @@ def dagster_dev(state, tmp_path_factory) -> Iterator[dict]:
             "startup_seconds": time.perf_counter() - started,
             "inbox_file": inbox_file,
             "events_before": events_before,
+            "proc": proc,
+            "port": port,
         }
     finally:
         _stop(proc)
@@ -402,3 +407,22 @@ def test_daemon_ticks_the_sync_automation_and_the_inbox_sensor(page, dagster_dev
     expect(cursor_row).to_contain_text(dagster_dev["inbox_file"].name)
     ticks = page.locator("tr").filter(has_text="1 run requested")
     expect(ticks.first).to_be_visible()
+
+
+def test_ui_stops_on_sigterm_when_started_in_background(dagster_dev):
+    """Runs last in this module: SIGTERM to `fs-platform ui` alone (not its group) shuts down
+    dagster dev, its webserver and its daemon, although it started with SIGINT ignored."""
+    proc = dagster_dev["proc"]
+    assert proc.poll() is None, "dagster dev is not running"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"fs-platform ui ignored SIGTERM:\n{dagster_dev['log'].read_text()[-3000:]}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", dagster_dev["port"])) != 0:
+                return
+        time.sleep(0.5)
+    pytest.fail("the webserver still answers after dagster dev exited")
