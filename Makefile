@@ -10,12 +10,9 @@ export FS_HOME ?= $(CURDIR)/.fs_platform
 
 .PHONY: install demo test ui serve bench lint screenshots services-stop clean
 
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
-	cd dbt_project && ../$(BIN)/dbt parse --profiles-dir . --quiet
-	touch $(STAMP)
+$(STAMP): pyproject.toml scripts/install.sh
+	@bash scripts/install.sh $(PYTHON) $(VENV)
+	@touch $(STAMP)
 
 install: $(STAMP)
 

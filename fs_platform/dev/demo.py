@@ -7,6 +7,7 @@ import json
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +21,25 @@ from fs_platform.infra.runtime import pg_connect, redact
 #: keep the console readable: the full event log is in the Dagster UI
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 DEMO_DAYS = 14
+#: the demo's stages, printed as "[n/N] ..." with their time, so a first run never looks stuck
+STAGES = (
+    "services (embedded PostgreSQL + Redis on first use)",
+    "synthetic data",
+    "ingestion",
+    "feature partitions (dbt)",
+    "online store (Redis)",
+    "training set + model",
+    "monitoring checks",
+)
+
+
+@contextlib.contextmanager
+def _stage(name: str) -> Iterator[None]:
+    number = STAGES.index(name) + 1
+    print(f"\n[{number}/{len(STAGES)}] {name} ...", flush=True)
+    started = time.perf_counter()
+    yield
+    print(f"[{number}/{len(STAGES)}] {name}: done in {time.perf_counter() - started:.0f}s", flush=True)
 
 
 def _definitions() -> dg.Definitions:
@@ -64,55 +84,64 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
 
     started = time.perf_counter()
     settings = get_settings()
-    urls = prepare_environment(settings)
-    instance = dg.DagsterInstance.get()
-    print(f"services: postgres {redact(urls.database_url)}, redis {urls.redis_url}")
+    with _stage(STAGES[0]):
+        urls = prepare_environment(settings)
+        instance = dg.DagsterInstance.get()
+        print(f"services: postgres {redact(urls.database_url)}, redis {redact(urls.redis_url)}")
 
     end = datetime.now(UTC).date()
     # a 20-point device-mix shift on the last day: the input-drift check at the end shows it
     drift_from = end - timedelta(days=1)
-    data = generate(
-        "xs",
-        days=days or DEMO_DAYS,
-        seed=seed,
-        end=end,
-        drift="device_shift",
-        drift_from=drift_from,
-        progress=True,
-    )
-    written = write_parquet(data, settings.inbox_dir)
-    truth_dir = settings.home / "ground_truth"
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    for path in written.get("ground_truth", []):
-        shutil.move(str(path), truth_dir / path.name)
-    print(f"generated {len(data.events):,} events, {len(data.listings):,} listings into {settings.inbox_dir}")
-    _write_messy_delivery(settings.inbox_dir / "interactions" / "zz_partner_feed.csv", data.events)
-
-    result = dg.materialize(
-        [raw_listings, raw_user_interactions],
-        instance=instance,
-        resources=_definitions().resources,
-        run_config=QUIET,
-    )
-    for event in result.get_asset_materialization_events():
-        meta = event.materialization.metadata
-        print(
-            f"{event.asset_key.to_user_string():24} read {meta['rows_read'].value:>9,}  accepted "
-            f"{meta['rows_accepted'].value:>9,}  rejected {meta['rows_rejected'].value:>5,}  duplicate "
-            f"{meta['rows_duplicate'].value:>5,}"
+    with _stage(STAGES[1]):
+        data = generate(
+            "xs",
+            days=days or DEMO_DAYS,
+            seed=seed,
+            end=end,
+            drift="device_shift",
+            drift_from=drift_from,
+            progress=True,
         )
+        written = write_parquet(data, settings.inbox_dir)
+        truth_dir = settings.home / "ground_truth"
+        truth_dir.mkdir(parents=True, exist_ok=True)
+        for path in written.get("ground_truth", []):
+            shutil.move(str(path), truth_dir / path.name)
+        print(
+            f"generated {len(data.events):,} events, {len(data.listings):,} listings into {settings.inbox_dir}"
+        )
+        _write_messy_delivery(settings.inbox_dir / "interactions" / "zz_partner_feed.csv", data.events)
 
-    first_day = data.events["occurred_at"].min().date() + timedelta(days=1)
-    backfill_features(first_day, end, full_refresh=True, instance=instance)
-    _print_features(urls.database_url)
-    sync_online_store(instance, urls.database_url)
+    with _stage(STAGES[2]):
+        result = dg.materialize(
+            [raw_listings, raw_user_interactions],
+            instance=instance,
+            resources=_definitions().resources,
+            run_config=QUIET,
+        )
+        for event in result.get_asset_materialization_events():
+            meta = event.materialization.metadata
+            print(
+                f"{event.asset_key.to_user_string():24} read {meta['rows_read'].value:>9,}  accepted "
+                f"{meta['rows_accepted'].value:>9,}  rejected {meta['rows_rejected'].value:>5,}  duplicate "
+                f"{meta['rows_duplicate'].value:>5,}"
+            )
+
+    with _stage(STAGES[3]):
+        first_day = data.events["occurred_at"].min().date() + timedelta(days=1)
+        backfill_features(first_day, end, full_refresh=True, instance=instance)
+        _print_features(urls.database_url)
+    with _stage(STAGES[4]):
+        sync_online_store(instance, urls.database_url)
     from fs_platform.dev.training_demo import demo_window, train_demo_model
 
-    train_demo_model(instance, _definitions().resources, *demo_window(end, days or DEMO_DAYS), truth_dir)
+    with _stage(STAGES[5]):
+        train_demo_model(instance, _definitions().resources, *demo_window(end, days or DEMO_DAYS), truth_dir)
     from fs_platform.dev.demo_checks import run_demo_checks
 
-    print(f"\ninjected drift: device_shift (20 points android -> ios) from {drift_from}")
-    run_demo_checks(instance, _definitions().resources, end, urls.database_url)
+    with _stage(STAGES[6]):
+        print(f"injected drift: device_shift (20 points android -> ios) from {drift_from}")
+        run_demo_checks(instance, _definitions().resources, end, urls.database_url)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f}s.")
     print("Open the Dagster UI on the same instance and data:  make ui   (then http://127.0.0.1:3000)")
     print('Explore with dbt/psql:  eval "$(.venv/bin/fs-platform services env)"; psql "$FS_DATABASE_URL"')
