@@ -1,92 +1,269 @@
 """Configuration resolved from environment variables, in one place.
 
-Every knob the platform reads from the environment is declared in ``ENV_VARS`` so the
-README table and ``fs-platform config`` can never drift from the code.
+Every variable the platform reads is declared once in ``ENV_VARS`` (name, default, parser,
+description, secrecy). ``Settings`` is built from those declarations, and the table that
+``fs-platform config`` prints and the README carries is derived from them, so a default is
+written in exactly one place.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from datetime import date
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
 #: the checkout (or image) root: dbt_project/, dagster.yaml and workspace.yaml live here
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
-#: name -> (default shown to people, description). The README's configuration table mirrors this.
-ENV_VARS: dict[str, tuple[str, str]] = {
-    "FS_HOME": (".fs_platform", "State folder: embedded servers, inbox/archive, reports, model registry."),
-    "FS_DATABASE_URL": (
-        "(embedded)",
-        "External PostgreSQL (postgresql://user:pw@host:port/db). Unset: embedded PG 18.",
+#: umask of every process that writes platform state: files 0600, folders 0700
+PRIVATE_UMASK = 0o077
+
+
+def _keys(value: str) -> tuple[str, ...]:
+    return tuple(k.strip() for k in value.split(",") if k.strip())
+
+
+@dataclass(frozen=True)
+class EnvVar:
+    """One environment variable: the only place its default and meaning are written."""
+
+    name: str
+    #: the value used when unset; ``$FS_HOME`` / ``$PROJECT_ROOT`` are expanded. None: unset.
+    default: str | None
+    description: str
+    #: the ``Settings`` attribute it fills; None when another module reads it
+    attr: str | None = None
+    parse: Callable[[str], Any] = str
+    #: shown instead of a None default ("(embedded)", "derived", ...)
+    unset: str = "(none)"
+    #: how to redact it for display: "url", "keys", "webhook", "value" or None (not secret)
+    secret: str | None = None
+
+    @property
+    def shown_default(self) -> str:
+        return self.default or self.unset
+
+
+def _path(value: str) -> Path:
+    return Path(value).resolve()
+
+
+_DECLARED = [
+    EnvVar(
+        "FS_HOME",
+        "$PROJECT_ROOT/.fs_platform",
+        "State folder: embedded servers, inbox/archive, logs, reports, model registry (created "
+        "owner-only, 0700). Default: `.fs_platform` in the checkout, whatever the working "
+        "directory; a relative value is resolved against the working directory once, when a "
+        "command starts, and exported as an absolute path to its child processes.",
+        attr="home",
+        parse=_path,
     ),
-    "FS_REDIS_URL": ("(embedded)", "External Redis (redis://host:port/db). Unset: embedded Redis 6.2."),
-    "FS_EARLIEST_EVENT_DATE": ("2020-01-01", "Events before this UTC date are rejected at ingestion."),
-    "FS_FUTURE_TOLERANCE_SECONDS": (
+    EnvVar(
+        "FS_DATABASE_URL",
+        None,
+        "External PostgreSQL `postgresql://user:pw@host:port/db`. Unset: embedded PostgreSQL 18.",
+        attr="database_url",
+        unset="(embedded)",
+        secret="url",
+    ),
+    EnvVar(
+        "FS_REDIS_URL",
+        None,
+        "External Redis `redis://[:pw@]host:port/db`. Unset: embedded Redis 6.2.",
+        attr="redis_url",
+        unset="(embedded)",
+        secret="url",
+    ),
+    EnvVar(
+        "FS_EARLIEST_EVENT_DATE",
+        "2020-01-01",
+        "Events before this UTC date are rejected at ingestion.",
+        attr="earliest_event_date",
+        parse=date.fromisoformat,
+    ),
+    EnvVar(
+        "FS_FUTURE_TOLERANCE_SECONDS",
         "300",
-        "Events further than this in the future (clock skew) are rejected.",
+        "Events further in the future than this (clock skew) are rejected.",
+        attr="future_tolerance_seconds",
+        parse=int,
     ),
-    "FS_INBOX_DIR": (
+    EnvVar(
+        "FS_INBOX_DIR",
         "$FS_HOME/inbox",
-        "Folder the inbox sensor watches (listings/ and interactions/ below it).",
+        "Folder the inbox sensor watches (`listings/` and `interactions/` below it).",
+        attr="inbox_dir",
+        parse=_path,
     ),
-    "FS_ARCHIVE_DIR": ("$FS_HOME/archive", "Where ingested files are moved."),
-    "FS_DBT_TARGET": ("fs", "dbt target name in dbt_project/profiles.yml."),
-    "FS_FEATURES_START_DATE": ("2026-01-01", "First daily partition of the feature pipeline."),
-    "DAGSTER_HOME": (
+    EnvVar(
+        "FS_ARCHIVE_DIR",
+        "$FS_HOME/archive",
+        "Where ingested files are moved.",
+        attr="archive_dir",
+        parse=_path,
+    ),
+    EnvVar("FS_DBT_TARGET", "fs", "dbt target in `dbt_project/profiles.yml`.", attr="dbt_target"),
+    EnvVar(
+        "FS_DBT_PROJECT_DIR",
+        "$PROJECT_ROOT/dbt_project",
+        "The dbt project folder (the image sets it: the package is installed in site-packages).",
+    ),
+    EnvVar(
+        "FS_FEATURES_START_DATE",
+        "2026-01-01",
+        "First daily partition of the feature pipeline.",
+        attr="features_start_date",
+        parse=date.fromisoformat,
+    ),
+    EnvVar(
+        "DAGSTER_HOME",
         "$FS_HOME/dagster_home",
-        "Dagster instance folder (dagster.yaml with Postgres storage).",
+        "Dagster instance folder; `dagster.yaml` (Postgres storage) is copied there.",
+        attr="dagster_home",
+        parse=_path,
     ),
-    "FS_REDIS_PREFIX": (
+    *(
+        EnvVar(
+            f"FS_PG_{part}",
+            None,
+            f"{what} of the database URL, exported for dbt's `profiles.yml` and `dagster.yaml`.",
+            unset="derived",
+            secret="value" if part == "PASSWORD" else None,
+        )
+        for part, what in (
+            ("HOST", "Host"),
+            ("PORT", "Port"),
+            ("USER", "User"),
+            ("PASSWORD", "Password"),
+            ("DBNAME", "Database name"),
+        )
+    ),
+    EnvVar(
+        "FS_FEATURE_CUTOFF",
+        None,
+        "The partition cutoff `T` dbt uses when `--vars cutoff` is not given (set by the Dagster asset).",
+        unset="today 00:00 UTC",
+    ),
+    EnvVar(
+        "FS_REDIS_PREFIX",
         "fs",
         "Prefix of every online-store key in Redis (one Redis can host several stores).",
+        attr="redis_prefix",
     ),
-    "FS_REDIS_TIMEOUT_SECONDS": (
+    EnvVar(
+        "FS_REDIS_TIMEOUT_SECONDS",
         "0.5",
         "Connect/read timeout of online-store reads; Redis slower than this counts as down (503).",
+        attr="redis_timeout_seconds",
+        parse=float,
     ),
-    "FS_ONLINE_MAX_AGE_HOURS": (
+    EnvVar(
+        "FS_ONLINE_MAX_AGE_HOURS",
         "36",
         "Served features whose snapshot as_of is older than this are flagged stale.",
+        attr="online_max_age_hours",
+        parse=float,
     ),
-    "FS_ONLINE_CACHE_SIZE": ("10000", "Entries of the serving API's in-process feature cache (0: off)."),
-    "FS_ONLINE_CACHE_TTL_SECONDS": (
+    EnvVar(
+        "FS_ONLINE_CACHE_SIZE",
+        "10000",
+        "Entries of the serving API's in-process feature cache (0: off).",
+        attr="online_cache_size",
+        parse=int,
+    ),
+    EnvVar(
+        "FS_ONLINE_CACHE_TTL_SECONDS",
         "1.0",
         "How long the API trusts its cached snapshot pointer before asking Redis again.",
+        attr="online_cache_ttl_seconds",
+        parse=float,
     ),
-    "FS_ONLINE_BUILD_TTL_SECONDS": (
+    EnvVar(
+        "FS_ONLINE_BUILD_TTL_SECONDS",
         "3600",
         "TTL of a snapshot while it is written: a killed sync's partial snapshot expires after this.",
+        attr="online_build_ttl_seconds",
+        parse=int,
     ),
-    "FS_ONLINE_GRACE_SECONDS": (
+    EnvVar(
+        "FS_ONLINE_GRACE_SECONDS",
         "60",
         "How long a replaced snapshot stays readable after a flip (in-flight readers), then expires.",
+        attr="online_grace_seconds",
+        parse=int,
     ),
-    "FS_MODEL_REGISTRY_DIR": (
+    EnvVar(
+        "FS_MODEL_REGISTRY_DIR",
         "$FS_HOME/models",
         "Model registry folder (versions + `current` pointer); shared by training and the serving API.",
+        attr="model_registry_dir",
+        parse=_path,
     ),
-    "FS_API_KEYS": ("(none)", "Comma-separated API keys; when set, every /v1 route needs X-API-Key."),
-    "FS_ALERT_WEBHOOK_URL": (
-        "(none)",
-        "Monitoring alerts are also POSTed (JSON) to this URL; they are always stored in monitoring.alerts.",
+    EnvVar(
+        "FS_API_KEYS",
+        "",
+        "Comma-separated API keys; when set, every /v1 route needs X-API-Key.",
+        attr="api_keys",
+        parse=_keys,
+        secret="keys",
     ),
-    "FS_DRIFT_CONFIG": (
-        "(none)",
-        "JSON file overriding drift methods/thresholds per check and column (docs/monitoring.md).",
+    EnvVar(
+        "FS_ALERT_WEBHOOK_URL",
+        None,
+        "Monitoring alerts are also POSTed (JSON) to this URL; they are always stored in "
+        "`monitoring.alerts` and `$FS_HOME/logs/alerts.jsonl`.",
+        secret="webhook",
     ),
-    "FS_TEST_DATABASE_URL": ("(embedded)", "Tests only: server on which tests create throw-away databases."),
-    "FS_TEST_REDIS_URL": (
-        "(embedded)",
-        "Tests only: Redis the tests use (they only touch their own key prefix).",
+    EnvVar(
+        "FS_DRIFT_CONFIG",
+        None,
+        "JSON file overriding drift methods/thresholds per check and column "
+        "([docs/monitoring.md](docs/monitoring.md)).",
     ),
-}
+    EnvVar(
+        "FS_TEST_DATABASE_URL",
+        None,
+        "Tests only: server on which the tests create (and drop) a throw-away database.",
+        unset="(embedded)",
+        secret="url",
+    ),
+    EnvVar(
+        "FS_TEST_REDIS_URL",
+        None,
+        "Tests only: Redis used by the tests (they only touch their own key prefix).",
+        unset="(embedded)",
+        secret="url",
+    ),
+    EnvVar(
+        "FS_TEST_CHROMIUM",
+        "/usr/bin/chromium",
+        "Tests only: the Chromium the browser test drives (Debian's package; `.ci/run` installs "
+        "it). Missing: the test is skipped, or fails when `CI` is set.",
+    ),
+]
+
+#: name -> declaration, in the order `fs-platform config` and the README list them
+ENV_VARS: dict[str, EnvVar] = {var.name: var for var in _DECLARED}
 
 
 def _env(name: str) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else None
+
+
+def _expand(text: str, home: Path | None) -> str:
+    text = text.replace("$PROJECT_ROOT", str(PROJECT_ROOT))
+    return text.replace("$FS_HOME", str(home)) if home is not None else text
+
+
+def raw_value(name: str, home: Path | None = None) -> str | None:
+    """The variable's text: the environment's, else its declared default (expanded), else None."""
+    return _env(name) or (None if ENV_VARS[name].default is None else _expand(ENV_VARS[name].default, home))
 
 
 @dataclass(frozen=True)
@@ -102,14 +279,16 @@ class Settings:
     archive_dir: Path
     dbt_target: str
     features_start_date: date
-    redis_prefix: str = "fs"
-    redis_timeout_seconds: float = 0.5
-    online_max_age_hours: float = 36.0
-    online_cache_size: int = 10_000
-    online_cache_ttl_seconds: float = 1.0
-    online_build_ttl_seconds: int = 3600
-    online_grace_seconds: int = 60
-    api_keys: tuple[str, ...] = ()
+    dagster_home: Path
+    redis_prefix: str
+    redis_timeout_seconds: float
+    online_max_age_hours: float
+    online_cache_size: int
+    online_cache_ttl_seconds: float
+    online_build_ttl_seconds: int
+    online_grace_seconds: int
+    model_registry_dir: Path
+    api_keys: tuple[str, ...]
 
     @property
     def embedded_postgres(self) -> bool:
@@ -120,37 +299,94 @@ class Settings:
         return self.redis_url is None
 
     @property
-    def dagster_home(self) -> Path:
-        return Path(_env("DAGSTER_HOME") or self.home / "dagster_home")
-
-    @property
     def reports_dir(self) -> Path:
         return self.home / "reports"
-
-    @property
-    def model_registry_dir(self) -> Path:
-        return Path(_env("FS_MODEL_REGISTRY_DIR") or self.home / "models")
 
 
 def get_settings() -> Settings:
     """Read the environment now (tests change it between cases)."""
-    home = Path(_env("FS_HOME") or ".fs_platform").resolve()
-    return Settings(
-        home=home,
-        database_url=_env("FS_DATABASE_URL"),
-        redis_url=_env("FS_REDIS_URL"),
-        earliest_event_date=date.fromisoformat(_env("FS_EARLIEST_EVENT_DATE") or "2020-01-01"),
-        future_tolerance_seconds=int(_env("FS_FUTURE_TOLERANCE_SECONDS") or 300),
-        inbox_dir=Path(_env("FS_INBOX_DIR") or home / "inbox").resolve(),
-        archive_dir=Path(_env("FS_ARCHIVE_DIR") or home / "archive").resolve(),
-        dbt_target=_env("FS_DBT_TARGET") or "fs",
-        features_start_date=date.fromisoformat(_env("FS_FEATURES_START_DATE") or "2026-01-01"),
-        redis_prefix=_env("FS_REDIS_PREFIX") or "fs",
-        redis_timeout_seconds=float(_env("FS_REDIS_TIMEOUT_SECONDS") or 0.5),
-        online_max_age_hours=float(_env("FS_ONLINE_MAX_AGE_HOURS") or 36),
-        online_cache_size=int(_env("FS_ONLINE_CACHE_SIZE") or 10_000),
-        online_cache_ttl_seconds=float(_env("FS_ONLINE_CACHE_TTL_SECONDS") or 1.0),
-        online_build_ttl_seconds=int(_env("FS_ONLINE_BUILD_TTL_SECONDS") or 3600),
-        online_grace_seconds=int(_env("FS_ONLINE_GRACE_SECONDS") or 60),
-        api_keys=tuple(k.strip() for k in (_env("FS_API_KEYS") or "").split(",") if k.strip()),
-    )
+    home = _path(raw_value("FS_HOME") or "")
+    values: dict[str, Any] = {}
+    for var in ENV_VARS.values():
+        if var.attr is None:
+            continue
+        text = raw_value(var.name, home)
+        values[var.attr] = None if text is None else var.parse(text)
+    missing = {f.name for f in fields(Settings)} - set(values)
+    assert not missing, f"Settings fields without a declaration: {missing}"
+    return Settings(**values)
+
+
+def pin_home(home: Path | None = None) -> Path:
+    """Resolve FS_HOME once and export it absolute, so child processes in other folders agree.
+
+    Also sets the owner-only umask: everything the platform writes under its state folder
+    (raw event archives, models, logs, reports, server data) holds user data.
+    """
+    os.umask(PRIVATE_UMASK)
+    home = home or get_settings().home
+    os.environ["FS_HOME"] = str(home)
+    return home
+
+
+# ---------------------------------------------------------------- display
+
+
+def redact_url(url: str) -> str:
+    """Hide the password of a URL (``user:pw@``, ``:pw@``, ``?password=``) before it is shown."""
+    try:
+        parsed = urlparse(url)
+        password = parsed.password
+    except ValueError:
+        return "***"
+    netloc = parsed.netloc
+    if password is not None:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user = userinfo.split(":", 1)[0]
+        netloc = f"{user}:***@{hostport}"
+    query = parsed.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(k.lower() in ("password", "pass", "token") for k, _ in pairs):
+            query = urlencode(
+                [(k, "***" if k.lower() in ("password", "pass", "token") else v) for k, v in pairs],
+                safe="*",
+            )
+    return urlunparse(parsed._replace(netloc=netloc, query=query))
+
+
+def redact_webhook(url: str) -> str:
+    """Webhook URLs carry their token in the path: keep only where they go."""
+    parsed = urlparse(url)
+    return f"{parsed.scheme}://{parsed.hostname or ''}/***"
+
+
+def redact_value(var: EnvVar, value: str) -> str:
+    """``value`` of ``var`` as it may be shown on a terminal or in a log."""
+    if var.secret == "url":
+        return redact_url(value)
+    if var.secret == "keys":
+        return f"*** ({len(_keys(value))} keys)"
+    if var.secret == "webhook":
+        return redact_webhook(value)
+    if var.secret:
+        return "***"
+    return value
+
+
+def config_rows() -> list[tuple[str, str, str]]:
+    """(name, current value or default, description) for ``fs-platform config``; secrets redacted."""
+    rows = []
+    for var in ENV_VARS.values():
+        current = _env(var.name)
+        rows.append((var.name, redact_value(var, current) if current else var.shown_default, var.description))
+    return rows
+
+
+def markdown_table() -> str:
+    """The README's configuration table, generated from the declarations."""
+    lines = ["| variable | default | meaning |", "| --- | --- | --- |"]
+    for var in ENV_VARS.values():
+        default = f"`{var.default}`" if var.default else var.unset
+        lines.append(f"| `{var.name}` | {default} | {var.description} |")
+    return "\n".join(lines)
