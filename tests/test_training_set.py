@@ -16,16 +16,24 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from feature_pipeline import load_frames, run_range
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference.training_set import reference_examples
 
+from fs_platform.cli import main
 from fs_platform.definitions import defs
-from fs_platform.defs.model.assets import ctr_model_asset, ctr_model_promotion, training_set_asset
+from fs_platform.defs.model.assets import (
+    TrainingSetRunConfig,
+    ctr_model_asset,
+    ctr_model_promotion,
+    training_set_asset,
+)
 from fs_platform.dev.synthetic import generate
 from fs_platform.infra.runtime import pg_connect
 from fs_platform.model import registry as model_registry
+from fs_platform.model import workflow
 from fs_platform.model.training import evaluate, roc_auc
 from fs_platform.retrieval import training_set
 
@@ -64,7 +72,7 @@ def world(service_urls, tmp_path_factory):
     conn.commit()
     load_frames(conn, data.listings, data.events, tmp_path_factory.mktemp("train_data"))
     assert run_range(*FEATURE_DAYS).success
-    yield {"data": data, "conn": conn}
+    yield {"data": data, "conn": conn, "database_url": service_urls["database_url"]}
     conn.close()
 
 
@@ -407,3 +415,146 @@ def test_ctr_model_trains_registers_promotes_and_refuses(world):
     again = _model_run(instance)  # same data, deterministic training: equal, so "not worse"
     assert _check(again).passed
     assert model_registry.current_version() == _version(again) != version
+
+
+# ---------------------------------------------------------------- windows that cannot be trained on
+
+
+def _failure_message(result: dg.ExecuteInJobResult) -> str:
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    return failure.step_failure_data.user_failure_data.description
+
+
+def test_a_window_without_training_days_fails_first_with_the_same_line_everywhere(world, monkeypatch):
+    """10 days with 7 + 7 held out: the config, the Dagster asset and the CLI refuse with one line that
+    says what to change, before any query runs."""
+    expected = (
+        "the window 2026-11-20..2026-11-29 has 10 days: 7 validation + 7 test days leave no training "
+        "days; use days >= 15 (or an earlier start) or fewer validation/test days"
+    )
+    with pytest.raises(training_set.TrainingSetWindowError) as raised:
+        TrainingSetRunConfig(days=10, end_date="2026-11-29").to_config()
+    assert str(raised.value) == expected
+
+    run_config = {"ops": {"training_set": {"config": {"days": 10, "end_date": "2026-11-29"}}}}
+    result = dg.materialize(
+        [training_set_asset], resources=defs.resources, run_config=run_config, raise_on_error=False
+    )
+    assert not result.success
+    assert _failure_message(result) == expected
+
+    monkeypatch.setenv("FS_DATABASE_URL", world["database_url"])
+    cli = CliRunner().invoke(main, ["training-set", "--days", "10", "--end", "2026-11-29"])
+    assert cli.exit_code == 1
+    assert cli.stderr == f"Error: {expected}\n"
+
+
+def test_the_default_window_is_the_one_constant():
+    """The asset's default window and the CLI's (through window_config) are DEFAULT_DAYS, which is
+    the train, validation and test days added up."""
+    today = date(2026, 12, 1)
+    config = TrainingSetRunConfig().to_config(today=today)
+    assert config == training_set.window_config(today=today)
+    assert (config.end - config.start).days + 1 == training_set.DEFAULT_DAYS == 35 + 7 + 7
+    ranges = config.split_ranges()
+    assert (ranges["train"][1] - ranges["train"][0]).days + 1 == training_set.DEFAULT_TRAIN_DAYS
+
+
+def test_a_window_past_the_data_is_refused_before_the_join(world, conn):
+    """Test days after the last event: refused by the coverage probe, nothing written."""
+    root = training_set.training_sets_dir()
+    before = sorted(p.name for p in root.iterdir()) if root.exists() else []
+    config = _config(END - timedelta(days=3), END + timedelta(days=2))  # test days 03-02..03-03
+    with pytest.raises(training_set.TrainingSetWindowError) as raised:
+        training_set.build(conn, config)
+    assert str(raised.value) == (
+        "the test days 2026-03-02..2026-03-03 of the window 2026-02-26..2026-03-03 have no events "
+        "(events cover only 2026-02-26..2026-02-28 in it); move the window (start/end) or use fewer days"
+    )
+    assert (sorted(p.name for p in root.iterdir()) if root.exists() else []) == before
+
+
+def test_a_split_without_positives_is_refused_after_the_join(world, conn):
+    """The test days lose their contacts and favourites (in a transaction rolled back): the build
+    stops with the split, its days and its size instead of writing a set training cannot use."""
+    first, last = MODEL_EXAMPLES
+    with conn.cursor() as cur:
+        cur.execute(
+            "delete from raw.user_interactions where occurred_at >= %s and event_type = any(%s)",
+            (f"{last - timedelta(days=1)}T00:00:00Z", ["listing_contact_clicked", "listing_favorited"]),
+        )
+    with pytest.raises(training_set.TrainingSetWindowError) as raised:
+        training_set.build(conn, _config(first, last), write=False)
+    message = str(raised.value)
+    assert message.startswith("the test split (2026-02-27..2026-02-28) has ")
+    assert message.endswith(
+        " examples, all negative, but it needs both positive and negative examples; use more days "
+        "(days, validation_days, test_days) or a window with more events"
+    )
+
+
+# ---------------------------------------------------------------- promotion against the baselines
+
+
+@pytest.fixture(scope="module")
+def model_set(world, tmp_path_factory) -> Path:
+    """The MODEL_EXAMPLES training set, written to a folder of its own."""
+    built = training_set.build(
+        world["conn"], _config(*MODEL_EXAMPLES), root=tmp_path_factory.mktemp("model_set")
+    )
+    world["conn"].rollback()
+    return built.path
+
+
+def test_a_first_model_that_loses_to_the_baselines_is_not_promoted(model_set, tmp_path):
+    """No current model is no excuse: a model on the hour and weekday only loses to the affinity-only
+    baseline and is refused by the baseline rule; the full model beats both and is promoted."""
+    weak = workflow.train_and_register(model_set, features=["hour_of_day", "day_of_week"], root=tmp_path)
+    decision = workflow.promote_if_better(weak.version, tmp_path)
+    metrics = weak.trained.metrics
+    assert decision.candidate_auc <= metrics["baseline_affinity_only"]["roc_auc"]
+    assert not decision.promoted and decision.current is None
+    assert decision.rule == "baselines"
+    assert decision.reason.startswith("refused by the baseline rule: AUC ")
+    assert decision.baseline_auc == metrics["baseline_affinity_only"]["roc_auc"]
+    assert decision.baseline_log_loss == pytest.approx(metrics["baseline_global_rate"]["log_loss"], abs=1e-12)
+    assert model_registry.current_version(tmp_path) is None
+
+    full = workflow.train_and_register(model_set, root=tmp_path)
+    decision = workflow.promote_if_better(full.version, tmp_path)
+    assert decision.promoted and decision.rule == "no current model", decision.reason
+    assert decision.candidate_auc > decision.baseline_auc
+    assert decision.candidate_log_loss < decision.baseline_log_loss
+    assert decision.reason.startswith("promoted: no current model and beats the baselines")
+    assert model_registry.current_version(tmp_path) == full.version
+
+
+# ---------------------------------------------------------------- fs-platform training-set / train
+
+
+def test_cli_builds_trains_and_decides_like_the_assets(world, model_set, tmp_path, monkeypatch):
+    """`training-set` writes the same set (same fingerprint) as the asset code; `train` on it
+    registers a model and prints its metrics beside the baselines and the promotion decision."""
+    monkeypatch.setenv("FS_DATABASE_URL", world["database_url"])
+    monkeypatch.setenv("FS_MODEL_REGISTRY_DIR", str(tmp_path / "models"))
+    first, last = MODEL_EXAMPLES
+    window = ["--start", str(first), "--end", str(last), "--validation-days", "2", "--test-days", "2"]
+    built = CliRunner().invoke(main, ["training-set", *window], catch_exceptions=False)
+    assert built.exit_code == 0, built.stderr
+    assert built.stdout.startswith(f"training set {model_set.name}: ")
+    assert "  test       2026-02-27..2026-02-28 " in built.stdout
+
+    trained = CliRunner().invoke(main, ["train", "--training-set", str(model_set)], catch_exceptions=False)
+    assert trained.exit_code == 0, trained.stderr
+    (version,) = model_registry.versions(tmp_path / "models")
+    meta = json.loads((tmp_path / "models" / version / "metadata.json").read_text())
+    lines = trained.stdout.splitlines()
+    assert f"ctr_model {version} (registry {tmp_path / 'models' / version}):" in lines
+    model_row = next(line for line in lines if line.startswith("  model "))
+    assert f"{meta['metrics']['model']['roc_auc']:8.4f}" in model_row
+    assert any(line.startswith("  baseline_affinity_only ") for line in lines)
+    assert (
+        "promotion (no current model rule): promoted: no current model and beats the baselines"
+        in trained.stdout
+    )
+    assert lines[-1] == f"current model: {version}"

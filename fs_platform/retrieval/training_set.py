@@ -1,4 +1,4 @@
-"""The point-in-time correct training set (DESIGN §5), built by one SQL query in PostgreSQL.
+"""The point-in-time correct training set, built by one SQL query in PostgreSQL.
 
 Why in the database: the join "latest snapshot of this user with ``as_of + availability_lag <= t``
 and ``as_of >= t - max_staleness``" is an index probe per example on the history's primary key
@@ -21,8 +21,9 @@ import io
 import json
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.dataset as ds
 from pandera.typing import Series
 
-from fs_platform.dev.synthetic import DEVICE_TYPES
 from fs_platform.infra.config import get_settings
+from fs_platform.ingestion.vocabulary import DEVICE_TYPES, POSITIVE_EVENT_TYPES
 
 #: the model's inputs, in a fixed order; categorical ones become pandas ``category`` in the model
 CATEGORICAL_FEATURES: tuple[str, ...] = ("device_type", "category_id", "city")
@@ -56,7 +57,23 @@ FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
 #: identity, time and bookkeeping columns kept beside the features (not model inputs)
 KEY_COLUMNS: tuple[str, ...] = ("user_id", "listing_id", "example_date", "example_time", "features_as_of")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
-POSITIVE_EVENTS: tuple[str, ...] = ("listing_contact_clicked", "listing_favorited")
+
+#: The default window, read by the ``training_set`` asset's run config and ``fs-platform
+#: training-set`` alike: 35 training days + 7 validation + 7 test. With 14 training days (28 in
+#: all) the model is short of examples (test AUC 0.774 against 0.777 with 35, same scale-s test days).
+DEFAULT_VALIDATION_DAYS = 7
+DEFAULT_TEST_DAYS = 7
+DEFAULT_TRAIN_DAYS = 35
+DEFAULT_DAYS = DEFAULT_TRAIN_DAYS + DEFAULT_VALIDATION_DAYS + DEFAULT_TEST_DAYS
+DEFAULT_MAX_STALENESS_HOURS = 168.0
+#: the stages ``build`` reports to its ``progress`` callback, in order
+BUILD_STAGES: tuple[str, ...] = ("check the window", "query examples", "split and validate", "write Parquet")
+
+
+class TrainingSetWindowError(ValueError):
+    """The requested days cannot give the model a train, validation and test split with both
+    classes; the message is one line that says what to change."""
+
 
 # The examples are grouped from raw events; the user snapshot is a LATERAL probe of the history's
 # primary key (user_id, as_of) backwards from t - availability_lag, bounded by t - max_staleness.
@@ -68,7 +85,7 @@ with pair_day as (
            (e.occurred_at at time zone 'UTC')::date as example_date,
            min(e.occurred_at) as example_time,
            (array_agg(e.device_type order by e.occurred_at, e.ingested_at, e.event_id))[1] as device_type,
-           bool_or(e.event_type in ('listing_contact_clicked', 'listing_favorited'))::int as label
+           bool_or(e.event_type = any(%(positive_event_types)s))::int as label
     from raw.user_interactions e
     where e.occurred_at >= %(start)s::timestamptz and e.occurred_at < %(end)s::timestamptz
     group by 1, 2, 3
@@ -143,22 +160,25 @@ class TrainingSetConfig:
 
     start: date
     end: date
-    max_staleness: timedelta = timedelta(days=7)
+    max_staleness: timedelta = timedelta(hours=DEFAULT_MAX_STALENESS_HOURS)
     availability_lag: timedelta = timedelta(0)
-    validation_days: int = 7
-    test_days: int = 7
+    validation_days: int = DEFAULT_VALIDATION_DAYS
+    test_days: int = DEFAULT_TEST_DAYS
 
     def __post_init__(self) -> None:
         if self.end < self.start:
-            raise ValueError(f"end {self.end} is before start {self.start}")
+            raise TrainingSetWindowError(f"end {self.end} is before start {self.start}")
         if self.max_staleness < timedelta(0) or self.availability_lag < timedelta(0):
             raise ValueError("max_staleness and availability_lag must not be negative")
         if self.validation_days < 1 or self.test_days < 1:
-            raise ValueError("validation_days and test_days must be at least 1")
-        if (self.end - self.start).days + 1 < self.validation_days + self.test_days + 1:
-            raise ValueError(
-                f"{(self.end - self.start).days + 1} days cannot hold {self.validation_days} validation "
-                f"and {self.test_days} test days plus at least one training day"
+            raise TrainingSetWindowError("validation_days and test_days must be at least 1")
+        days = (self.end - self.start).days + 1
+        held_out = self.validation_days + self.test_days
+        if days <= held_out:
+            raise TrainingSetWindowError(
+                f"the window {self.start}..{self.end} has {days} days: {self.validation_days} validation + "
+                f"{self.test_days} test days leave no training days; use days >= {held_out + 1} "
+                f"(or an earlier start) or fewer validation/test days"
             )
 
     @property
@@ -177,13 +197,94 @@ class TrainingSetConfig:
         }
 
     def to_json(self) -> dict:
-        out = asdict(self)
+        out: dict = asdict(self)
         for key, value in out.items():
             if isinstance(value, date):
                 out[key] = value.isoformat()
             elif isinstance(value, timedelta):
                 out[key] = f"{value.total_seconds():g}s"
         return out
+
+
+def window_config(
+    *,
+    start: date | None = None,
+    end: date | None = None,
+    days: int = DEFAULT_DAYS,
+    validation_days: int = DEFAULT_VALIDATION_DAYS,
+    test_days: int = DEFAULT_TEST_DAYS,
+    max_staleness_hours: float = DEFAULT_MAX_STALENESS_HOURS,
+    availability_lag_hours: float = 0.0,
+    today: date | None = None,
+) -> TrainingSetConfig:
+    """The config of a run: no ``end`` -> yesterday (UTC); no ``start`` -> ``days`` days ending at ``end``.
+
+    One function so that the Dagster run config and the CLI options mean the same thing.
+    """
+    end = end or (today or datetime.now(UTC).date()) - timedelta(days=1)
+    if start is None and days < 1:
+        raise TrainingSetWindowError(f"days must be at least 1 (got {days})")
+    start = start or end - timedelta(days=days - 1)
+    return TrainingSetConfig(
+        start=start,
+        end=end,
+        max_staleness=timedelta(hours=max_staleness_hours),
+        availability_lag=timedelta(hours=availability_lag_hours),
+        validation_days=validation_days,
+        test_days=test_days,
+    )
+
+
+def _day_range(first: date, last: date) -> str:
+    return f"{first}" if first == last else f"{first}..{last}"
+
+
+def check_coverage(conn: psycopg2.extensions.connection, config: TrainingSetConfig) -> None:
+    """Before the join: every split's days hold at least one event (a BRIN-indexed probe per split).
+
+    Why: without it a window past the data builds and writes a training set that only fails later,
+    in training, as "the train split needs both positive and negative examples (0 rows)".
+    """
+    with conn.cursor() as cur:
+        for name, (first, last) in config.split_ranges().items():
+            cur.execute(
+                "select exists (select 1 from raw.user_interactions "
+                "where occurred_at >= %s::date::timestamptz and occurred_at < %s::date::timestamptz)",
+                (first.isoformat(), (last + timedelta(days=1)).isoformat()),
+            )
+            if cur.fetchone()[0]:
+                continue
+            cur.execute(
+                "select min(occurred_at at time zone 'UTC')::date, max(occurred_at at time zone 'UTC')::date "
+                "from raw.user_interactions "
+                "where occurred_at >= %s::date::timestamptz and occurred_at < %s::date::timestamptz",
+                (config.start.isoformat(), (config.end + timedelta(days=1)).isoformat()),
+            )
+            low, high = cur.fetchone()
+            found = f"events cover only {_day_range(low, high)}" if low else "there are no events at all"
+            raise TrainingSetWindowError(
+                f"the {name} days {_day_range(first, last)} of the window {config.start}..{config.end} have "
+                f"no events ({found} in it); move the window (start/end) or use fewer days"
+            )
+
+
+def check_splits(frame: pd.DataFrame, ranges: dict[str, tuple[date, date]] | None = None) -> None:
+    """After the join: every split has positive and negative examples (the model needs both to train,
+    stop early and be judged). ``ranges`` names the days in the message when known."""
+    for name in SPLITS:
+        labels = frame.loc[frame["split"] == name, "label"]
+        if labels.nunique() >= 2:
+            continue
+        days = f" ({_day_range(*ranges[name])})" if ranges else ""
+        found = (
+            "no examples"
+            if labels.empty
+            else f"{len(labels):,} examples, all {'positive' if labels.iloc[0] else 'negative'}"
+        )
+        raise TrainingSetWindowError(
+            f"the {name} split{days} has {found}, but it needs both positive and negative examples; "
+            f"use more days (days, validation_days, test_days) or a window with more events"
+        )
 
 
 class TrainingSetSchema(pa.DataFrameModel):
@@ -255,6 +356,7 @@ def render_sql(cur: psycopg2.extensions.cursor, config: TrainingSetConfig) -> st
         "end": f"{(config.end + timedelta(days=1)).isoformat()}T00:00:00+00:00",
         "availability_lag": _interval(config.availability_lag),
         "max_staleness": _interval(config.max_staleness),
+        "positive_event_types": list(POSITIVE_EVENT_TYPES),
     }
     return cur.mogrify(EXAMPLES_SQL, params).decode()
 
@@ -384,11 +486,21 @@ def build(
     config: TrainingSetConfig,
     root: Path | None = None,
     write: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> TrainingSet:
-    """Query, split, validate (pandera, lazily: every failure reported) and write the training set."""
-    frame = assign_split(query_examples(conn, config), config)
-    frame = TrainingSetSchema.validate(frame, lazy=True)
+    """Check the window, query, split, validate (pandera, lazily: every failure reported), check
+    both classes per split and write the training set. ``progress`` gets each of ``BUILD_STAGES``
+    as it starts (the asset logs them, the CLI advances its bar)."""
+    stage = progress or (lambda _name: None)
+    stage(BUILD_STAGES[0])
+    check_coverage(conn, config)
+    stage(BUILD_STAGES[1])
+    examples = query_examples(conn, config)
+    stage(BUILD_STAGES[2])
+    frame = TrainingSetSchema.validate(assign_split(examples, config), lazy=True)
+    check_splits(frame, config.split_ranges())
     fp = fingerprint(frame, config)
     metadata = describe(frame, config, fp)
+    stage(BUILD_STAGES[3])
     path = write_parquet(frame, root or training_sets_dir(), fp, metadata) if write else None
     return TrainingSet(frame=frame, path=path, config=config, fingerprint=fp, metadata=metadata)
