@@ -1,15 +1,21 @@
 """The serving API against real Redis and real features: routes, errors, auth, metrics,
-concurrent readers during snapshot flips (real uvicorn), and a Redis outage and return."""
+concurrent readers during snapshot flips (real uvicorn), request size limits (real uvicorn),
+and a Redis outage and return, also under 100 concurrent requests."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 import signal
+import statistics
 import threading
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
+import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 from online_support import (
@@ -21,10 +27,11 @@ from fs_platform.infra.config import get_settings
 from fs_platform.infra.runtime import pg_connect
 from fs_platform.online.store import LISTINGS, USERS, OnlineStore, connect
 from fs_platform.online.sync import sync_snapshot
-from fs_platform.serving import create_app
+from fs_platform.serving import create_app, schemas
 
 FOREVER = timedelta(days=100_000)
 UNKNOWN = "00000000-0000-4000-8000-000000000000"
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _sync(warehouse, prefix, kind=USERS, redis_url=None, **kwargs):
@@ -94,7 +101,31 @@ def test_feature_routes_and_their_errors(warehouse, prefix):
     assert mixed.status_code == 422 and "user_ids 1" in mixed.json()["detail"]
     unknown_name = client.get(f"/v1/users/{user_id}/features", params={"names": "colour"})
     assert unknown_name.status_code == 422 and "colour" in unknown_name.json()["detail"]
-    assert client.post("/v1/features/batch", content=b"{not json").status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "message"),
+    [
+        (b"{not json", "application/json", "body: not valid JSON: Expecting property name"),
+        (b"\xff{}", "application/json", "body: not valid JSON: not UTF-8 text"),
+        (b"", "application/json", "body: the request body is empty"),
+        (b"[1, 2]", "application/json", "body: the request body must be a JSON object, not an array"),
+        (b"null", "application/json", "body: the request body must be a JSON object, not null"),
+        (b'{"user_ids": []}', "text/plain", "body: not a JSON body: send a JSON object with Content-Type"),
+        (b"{not json", None, "body: not a JSON body"),
+    ],
+)
+def test_bodies_that_are_not_a_json_object_get_422_with_one_line(
+    warehouse, prefix, body, content_type, message
+):
+    """Never FastAPI's bare 400: the README promises 422 for every malformed input."""
+    client = TestClient(_app(warehouse, prefix))
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = client.post("/v1/features/batch", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail.startswith(message) and "\n" not in detail, detail
+    assert response.json()["errors"][0]["loc"] == ["body"]
 
 
 def test_stale_features_are_flagged_not_hidden(warehouse, prefix):
@@ -136,7 +167,36 @@ def test_openapi_documents_every_route_with_examples(warehouse, prefix):
     for model in ("UserFeaturesResponse", "BatchResponse", "BatchRequest", "ListingFeaturesResponse"):
         assert components[model].get("examples"), model
     user_route = paths["/v1/users/{user_id}/features"]["get"]
-    assert {"200", "404", "422", "503"} <= set(user_route["responses"])
+    assert set(user_route["responses"]) == {"200", "404", "422", "431", "503"}
+    for path in ("/v1/features/batch", "/v1/score"):
+        assert set(paths[path]["post"]["responses"]) == {"200", "413", "422", "431", "503"}, path
+    # the feature names a client may select, from the store's own list (not a copy)
+    [names] = [p for p in user_route["parameters"] if p["name"] == "names"]
+    [array] = [s for s in names["schema"]["anyOf"] if s.get("type") == "array"]
+    assert array["items"]["enum"] == list(USERS.features)
+    [batch_names] = [s for s in components["BatchRequest"]["properties"]["names"]["anyOf"] if "items" in s]
+    assert batch_names["items"]["enum"] == list(USERS.features)
+    assert "1000 user ids" in schema["info"]["description"]
+    assert components["BatchRequest"]["properties"]["user_ids"]["maxItems"] == schemas.MAX_BATCH
+
+
+def test_readme_lists_every_documented_error_code_and_limit(warehouse, prefix):
+    """The README's serving section names each status code the OpenAPI schema documents."""
+    schema = TestClient(_app(warehouse, prefix, api_keys=("k",))).get("/openapi.json").json()
+    codes = {
+        code
+        for path, operations in schema["paths"].items()
+        if path.startswith("/v1/")
+        for operation in operations.values()
+        for code in operation["responses"]
+        if code != "200"
+    }
+    assert codes == {"401", "403", "404", "413", "422", "431", "503"}
+    section = README.read_text().split("## Online store and serving API", 1)[1].split("\n## ", 1)[0]
+    for code in codes:
+        assert re.search(rf"\b{code}\b", section), f"README does not mention {code}"
+    for limit in ("1000", "500", "1 MiB", "16 KiB"):
+        assert limit in section, limit
 
 
 def test_metrics_are_exposed(warehouse, prefix):
@@ -251,7 +311,7 @@ def test_redis_outage_gives_503_quickly_and_recovers_without_restart(warehouse, 
             assert client.get("/healthz").status_code == 200
         finally:
             private.signal(signal.SIGCONT)
-        assert client.get(url).status_code == 200  # thawed: served again
+        _served_again(client, url)  # thawed: served again
 
         private.kill()  # down: connection refused
         started = time.monotonic()
@@ -259,9 +319,119 @@ def test_redis_outage_gives_503_quickly_and_recovers_without_restart(warehouse, 
         assert time.monotonic() - started < 2.0
         assert client.get("/readyz").json()["redis"] is False
         private.start()  # back (same port, snapshot reloaded from the dump): no API restart
-        assert client.get(url).status_code == 200
+        _served_again(client, url)
         assert client.post("/v1/features/batch", json=batch).json()["found"] == 50
         assert client.get("/readyz").status_code == 200
         assert 'fs_serving_errors_total{cause="redis_unavailable"}' in client.get("/metrics").text
     finally:
         private.kill()
+
+
+def _served_again(client: httpx.Client, url: str, within: float = 5.0) -> float:
+    """Seconds until ``url`` is served (200) again; the breaker's cooldown (1 s) plus one probe
+    bound it, ``within`` is generous for a loaded machine."""
+    started = time.monotonic()
+    while (status := client.get(url).status_code) != 200:
+        assert status == 503, status
+        assert time.monotonic() - started < within, "the API did not recover by itself"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def _concurrent(url: str, path: str, n: int) -> list[tuple[int, float]]:
+    """``n`` GETs sent at once, each on its own connection: (status, seconds) per request."""
+    limits = httpx.Limits(max_connections=n, max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as http:
+
+        async def one() -> tuple[int, float]:
+            started = time.monotonic()
+            response = await http.get(path)
+            return response.status_code, time.monotonic() - started
+
+        return await asyncio.gather(*(one() for _ in range(n)))
+
+
+def test_frozen_redis_fails_100_concurrent_requests_fast_and_recovers(warehouse, tmp_path):
+    """Each blocked call holds a worker thread for up to 2 x the timeout; without the circuit
+    breaker the requests queued behind the 40 threads waited 2-3 timeouts for their 503."""
+    timeout = 0.5  # FS_REDIS_TIMEOUT_SECONDS' default
+    bound = 2 * timeout + 0.5  # the documented bound (README, OpenAPI)
+    private = PrivateRedis(tmp_path)
+    private.start()
+    try:
+        prefix = "fs_breaker"
+        _sync(warehouse, prefix, redis_url=private.url)
+        app = _app(warehouse, prefix, redis_url=private.url, timeout=timeout)
+        store = app.state.store
+        path = f"/v1/users/{next(iter(warehouse.users))}/features"
+        with _Server(app) as url:
+            assert {s for s, _ in asyncio.run(_concurrent(url, path, 100))} == {200}
+
+            private.signal(signal.SIGSTOP)  # frozen: accepts connections, never answers
+            try:
+                results = asyncio.run(_concurrent(url, path, 100))
+                statuses = [s for s, _ in results]
+                seconds = sorted(t for _, t in results)
+                assert statuses == [503] * 100, statuses
+                assert seconds[-1] < bound, (statistics.median(seconds), seconds[-1])
+                assert store.breaker.is_open and store.breaker.opened == 1
+                with httpx.Client(base_url=url, timeout=10) as http:
+                    started = time.monotonic()
+                    response = http.get(path)  # while open: no wait at all
+                    assert response.status_code == 503 and "failing fast" in response.json()["detail"]
+                    assert response.headers["Retry-After"] == "1"
+                    assert time.monotonic() - started < timeout
+                    ready = http.get("/readyz")
+                    assert ready.status_code == 503 and ready.json()["redis"] is False
+            finally:
+                private.signal(signal.SIGCONT)
+            with httpx.Client(base_url=url, timeout=10) as http:
+                _served_again(http, path)
+            assert not store.breaker.is_open
+            assert {s for s, _ in asyncio.run(_concurrent(url, path, 100))} == {200}
+    finally:
+        private.kill()
+
+
+def test_request_size_limits_over_real_http(warehouse, prefix):
+    """Headers over 16 KiB -> 431, bodies over 1 MiB -> 413 (declared or chunked), each with a
+    message; a body just under the limit is still read and answered."""
+    _sync(warehouse, prefix)
+    user_id = next(iter(warehouse.users))
+    app = _app(warehouse, prefix)
+    with _Server(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        path = f"/v1/users/{user_id}/features"
+        assert http.get(path, headers={"X-Padding": "a" * 15_000}).status_code == 200
+        for size in (17 * 1024, 1_000_000):
+            big = http.get(path, headers={"X-Padding": "a" * size})
+            assert big.status_code == 431, size
+            assert big.json()["detail"].startswith("request headers too large")
+            assert "at most 16384" in big.json()["detail"]
+
+        payload = b'{"user_ids": ["' + user_id.encode() + b'"]}'
+        under = payload + b" " * (schemas.MAX_BODY_BYTES - len(payload))  # exactly at the limit
+        response = http.post(
+            "/v1/features/batch", content=under, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 200 and response.json()["found"] == 1
+
+        over = b" " * (schemas.MAX_BODY_BYTES + 1)
+        response = http.post("/v1/features/batch", content=over, headers={"Content-Type": "application/json"})
+        assert response.status_code == 413
+        assert response.json()["detail"] == "request body too large: 1048577 bytes, at most 1048576"
+
+    def chunks(total: int, size: int = 64 * 1024):
+        yield payload
+        for _ in range(total // size):
+            yield b" " * size
+
+    with _Server(app) as url, httpx.Client(base_url=url, timeout=30) as http:
+        headers = {"Content-Type": "application/json"}  # no Content-Length: chunked
+        small = http.post("/v1/features/batch", content=chunks(256 * 1024), headers=headers)
+        assert small.status_code == 200 and small.json()["found"] == 1
+        streamed = http.post("/v1/features/batch", content=chunks(2 * 1024 * 1024), headers=headers)
+        assert streamed.status_code == 413
+        assert streamed.json()["detail"].startswith("request body too large: over ")
+        text = http.get("/metrics").text
+        assert 'fs_serving_errors_total{cause="body_too_large"} 2.0' in text
+        assert 'fs_serving_errors_total{cause="headers_too_large"} 2.0' in text

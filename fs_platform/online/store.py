@@ -45,6 +45,57 @@ class SnapshotMissing(OnlineStoreError):
     """No snapshot of this kind has been published yet (the API answers 503, /readyz is false)."""
 
 
+class CircuitBreaker:
+    """Fails calls at once for ``cooldown`` seconds after Redis failed to connect or answer.
+
+    Without it, every concurrent request blocks a worker thread for the full Redis timeout while
+    Redis is frozen, and requests queued behind those threads wait several timeouts for their 503.
+    Once the cooldown is over, one call at a time (the probe) goes to Redis: success closes the
+    breaker, failure opens it for another cooldown. Thread-safe; costs one lock per call.
+    """
+
+    def __init__(self, cooldown: float = 1.0) -> None:
+        self.cooldown = cooldown
+        self._lock = threading.Lock()
+        self._open_until = 0.0  # monotonic; 0: closed
+        self._probing = False
+        self._cause = ""
+        self.opened = 0  # times the breaker opened (closed -> open), for tests and metrics
+
+    @property
+    def is_open(self) -> bool:
+        return self._open_until > 0.0
+
+    def enter(self) -> bool:
+        """Raise OnlineStoreUnavailable while open; return True when this call is the probe."""
+        if self._open_until == 0.0:  # closed: the hot path takes no lock
+            return False
+        with self._lock:
+            if self._open_until == 0.0:
+                return False
+            remaining = self._open_until - time.monotonic()
+            if remaining > 0 or self._probing:
+                retry = f"next check in {max(remaining, 0):.1f} s" if remaining > 0 else "being checked"
+                raise OnlineStoreUnavailable(f"Redis unreachable (failing fast, {retry}): {self._cause}")
+            self._probing = True
+            return True
+
+    def success(self, probe: bool) -> None:
+        if probe or self._open_until:
+            with self._lock:
+                self._open_until, self._probing = 0.0, False
+
+    def failure(self, probe: bool, cause: BaseException) -> None:
+        with self._lock:
+            if self._open_until == 0.0:
+                self.opened += 1
+            elif not probe and self._probing:
+                return  # a call that started before the breaker opened: the probe decides
+            self._open_until = time.monotonic() + self.cooldown
+            self._probing = False
+            self._cause = str(cause) or type(cause).__name__
+
+
 @dataclass(frozen=True)
 class EntityKind:
     """One kind of served entity: its id name and its features, in value-array order."""
@@ -183,8 +234,10 @@ class OnlineStore:
         max_age: timedelta = timedelta(hours=36),
         cache_size: int = 0,
         cache_ttl: float = 1.0,
+        breaker_cooldown: float = 1.0,
     ) -> None:
         self.client = client
+        self.breaker = CircuitBreaker(breaker_cooldown)
         self.layout = KeyLayout(prefix)
         self.max_age = max_age
         self.cache_size = cache_size
@@ -239,10 +292,21 @@ class OnlineStore:
             return None
 
     def ping(self) -> bool:
+        """True when Redis answers; False at once while the circuit breaker is open."""
         try:
-            return bool(self.client.ping())
-        except redis.RedisError:
+            probe = self.breaker.enter()
+        except OnlineStoreUnavailable:
             return False
+        try:
+            answered = bool(self.client.ping())
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.breaker.failure(probe, exc)
+            return False
+        except redis.RedisError:
+            self.breaker.success(probe)  # it answered, with an error: up
+            return False
+        self.breaker.success(probe)
+        return answered
 
     def get_many(
         self, kind: EntityKind, entity_ids: Iterable[str | uuid.UUID], names: Sequence[str] | None = None
@@ -283,6 +347,7 @@ class OnlineStore:
         """
         pointer_key = self.layout.pointer(kind.name)
         known = self._known.get(kind.name)
+        probe = self.breaker.enter()
         try:
             for _ in range(_MAX_POINTER_CHASES):
                 pipe = self.client.pipeline(transaction=False)
@@ -302,9 +367,16 @@ class OnlineStore:
                     f"{kind.name} snapshot changed {_MAX_POINTER_CHASES} times in one read"
                 )
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            self.breaker.failure(probe, exc)
             raise OnlineStoreUnavailable(f"Redis unreachable: {exc}") from exc
         except redis.RedisError as exc:
+            self.breaker.success(probe)  # Redis answered (with an error): it is up
             raise OnlineStoreUnavailable(f"Redis error: {exc}") from exc
+        except BaseException:
+            # Redis answered (no snapshot, pointer moving) or a bug: either way the probe is over
+            self.breaker.success(probe)
+            raise
+        self.breaker.success(probe)
         self._known[kind.name] = current
         info = self._info(kind.name, pointer)
         self.last_snapshot[kind.name] = info

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
 
 from fs_platform.infra.config import Settings, get_settings
 from fs_platform.model.scoring import ScoringContext, feature_row, score
@@ -33,18 +34,30 @@ from fs_platform.online.store import (
 )
 from fs_platform.serving import schemas
 from fs_platform.serving.auth import api_key_dependency
+from fs_platform.serving.limits import LimitsMiddleware
 from fs_platform.serving.metrics import MetricsMiddleware, ServingMetrics
 from fs_platform.serving.model_provider import ModelProvider, NoModel
 
-DESCRIPTION = """
+DESCRIPTION = f"""
 Per-user and per-listing features of the marketplace recommender, read from the Redis online
-store, and `POST /v1/score`: candidate listings ranked by the promoted contact model. Every response is answered from **one** snapshot (see `snapshot` in the body); features
-older than `FS_ONLINE_MAX_AGE_HOURS` are served with `snapshot.stale = true` and the header
+store, and `POST /v1/score`: candidate listings ranked by the promoted contact model. Every
+response is answered from **one** snapshot (see `snapshot` in the body); features older than
+`FS_ONLINE_MAX_AGE_HOURS` are served with `snapshot.stale = true` and the header
 `X-Features-Stale: true`.
 
-Errors: `422` invalid input (message says what is wrong), `404` unknown user/listing,
-`401`/`403` missing/invalid `X-API-Key` (only when `FS_API_KEYS` is set), `503` Redis
-unreachable, no snapshot published or no model promoted yet (retry; the API recovers by itself).
+Limits: batch up to {schemas.MAX_BATCH} user ids, score up to {schemas.MAX_CANDIDATES} candidates,
+request body up to {schemas.MAX_BODY_BYTES} bytes (1 MiB), request headers up to
+{schemas.MAX_HEADER_BYTES} bytes (16 KiB, names + values), `context.timestamp` from
+{schemas.MIN_TIMESTAMP:%Y-%m-%d} to one day after now.
+
+Errors, every one a JSON object with a one-line `detail`: `422` invalid input, including a body
+that is not JSON (`detail` says what is wrong; `errors` lists each problem), `404` unknown
+user/listing, `401`/`403` missing/invalid `X-API-Key` (only when `FS_API_KEYS` is set), `413`
+body too large, `431` headers too large, `503` Redis unreachable, no snapshot published or no
+model promoted yet (retry after `Retry-After` seconds; the API recovers by itself). A Redis that
+is down or frozen gives its 503 within `2 x FS_REDIS_TIMEOUT_SECONDS + 0.5 s`, also under
+concurrent load: after the first failure requests fail at once for
+{{cooldown:g}} s, then one request at a time checks whether Redis is back.
 """
 
 _JSON = "application/json"
@@ -84,10 +97,16 @@ def _error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         401: (schemas.ErrorResponse, "X-API-Key missing (only when FS_API_KEYS is set)."),
         403: (schemas.ErrorResponse, "X-API-Key not one of FS_API_KEYS."),
         404: (schemas.NotFoundResponse, "The current snapshot has no features for this id."),
-        422: (schemas.ValidationErrorResponse, "Invalid input; `detail` says what is wrong."),
+        413: (schemas.ErrorResponse, f"Request body over {schemas.MAX_BODY_BYTES} bytes."),
+        422: (
+            schemas.ValidationErrorResponse,
+            "Invalid input, or a body that is not JSON; `detail` says what is wrong.",
+        ),
+        431: (schemas.ErrorResponse, f"Request headers over {schemas.MAX_HEADER_BYTES} bytes in total."),
         503: (
             schemas.ErrorResponse,
-            "Redis unreachable or too slow, no snapshot published or (score) no model promoted yet.",
+            "Redis unreachable or too slow (answered within 2 x FS_REDIS_TIMEOUT_SECONDS + 0.5 s), "
+            "no snapshot published or (score) no model promoted yet. Retry after `Retry-After` s.",
         ),
     }
     return {code: {"model": described[code][0], "description": described[code][1]} for code in codes}
@@ -115,7 +134,7 @@ def create_app(
     app = FastAPI(
         title="fs-platform serving API",
         version="1.0.0",
-        description=DESCRIPTION,
+        description=DESCRIPTION.format(cooldown=store.breaker.cooldown),
         lifespan=_lifespan,
         openapi_tags=[
             {"name": "features", "description": "Online features from the current snapshot."},
@@ -124,11 +143,20 @@ def create_app(
     )
     app.state.store = store
     app.state.metrics = metrics
+    # the last one added runs first: metrics also time and count the requests the limits refuse
+    app.add_middleware(
+        LimitsMiddleware,
+        metrics=metrics,
+        max_body_bytes=schemas.MAX_BODY_BYTES,
+        max_header_bytes=schemas.MAX_HEADER_BYTES,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _install_error_handlers(app, metrics)
 
     dependencies = [Depends(api_key_dependency(settings.api_keys, metrics))] if settings.api_keys else []
     auth_codes = (401, 403) if settings.api_keys else ()
+    get_codes = (*auth_codes, 404, 422, 431, 503)
+    post_codes = (*auth_codes, 413, 422, 431, 503)
     v1 = APIRouter(prefix="/v1", tags=["features"], dependencies=dependencies)
 
     def _vector_response(entity: str, kind: str, requested_id: str, vector) -> Response:
@@ -146,16 +174,17 @@ def create_app(
     @v1.get(
         "/users/{user_id}/features",
         response_model=schemas.UserFeaturesResponse,
-        responses=_error_responses(*auth_codes, 404, 422, 503),
+        responses=_error_responses(*get_codes),
         summary="Features of one user",
     )
     def user_features(
         user_id: Annotated[UUID, Path(description="The user's UUID.", examples=[schemas.USER_ID_EXAMPLE])],
         names: Annotated[
-            list[str] | None,
+            list[schemas.FeatureName] | None,
             Query(
-                description="Only these features: repeat the parameter or separate with commas.",
-                examples=["category_affinity,activity_score"],
+                description="Only these features (default: all): repeat the parameter or separate "
+                "with commas.",
+                examples=[["category_affinity", "activity_score"]],
             ),
         ] = None,
     ) -> Response:
@@ -168,7 +197,7 @@ def create_app(
     @v1.post(
         "/features/batch",
         response_model=schemas.BatchResponse,
-        responses=_error_responses(*auth_codes, 422, 503),
+        responses=_error_responses(*post_codes),
         summary=f"Features of up to {schemas.MAX_BATCH} users, from one snapshot",
     )
     def batch_features(request: schemas.BatchRequest) -> Response:
@@ -191,7 +220,7 @@ def create_app(
     @v1.get(
         "/listings/{listing_id}/features",
         response_model=schemas.ListingFeaturesResponse,
-        responses=_error_responses(*auth_codes, 404, 422, 503),
+        responses=_error_responses(*get_codes),
         summary="Features of one listing",
     )
     def listing_features(
@@ -205,7 +234,7 @@ def create_app(
     @v1.post(
         "/score",
         response_model=schemas.ScoreResponse,
-        responses=_error_responses(*auth_codes, 422, 503),
+        responses=_error_responses(*post_codes),
         summary=f"Rank up to {schemas.MAX_CANDIDATES} candidate listings for a user",
     )
     def score_listings(request: schemas.ScoreRequest) -> Response:
@@ -241,14 +270,23 @@ def create_app(
 
 
 def _add_operations_routes(app: FastAPI, store: OnlineStore, metrics: ServingMetrics) -> None:
-    @app.get("/healthz", response_model=schemas.Health, tags=["operations"], summary="The process is up")
+    @app.get(
+        "/healthz",
+        response_model=schemas.Health,
+        responses=_error_responses(431),
+        tags=["operations"],
+        summary="The process is up",
+    )
     def healthz() -> Response:
         return _json({"status": "ok"})
 
     @app.get(
         "/readyz",
         response_model=schemas.Readiness,
-        responses={503: {"model": schemas.Readiness, "description": "Not ready (body says why)."}},
+        responses={
+            **_error_responses(431),
+            503: {"model": schemas.Readiness, "description": "Not ready (body says why)."},
+        },
         tags=["operations"],
         summary="Redis reachable and a user snapshot published",
     )
@@ -277,7 +315,10 @@ def _add_operations_routes(app: FastAPI, store: OnlineStore, metrics: ServingMet
         tags=["operations"],
         summary="Prometheus metrics",
         response_class=Response,
-        responses={200: {"content": {CONTENT_TYPE_LATEST: {"example": "fs_serving_cache_hit_ratio 0.42\n"}}}},
+        responses={
+            200: {"content": {CONTENT_TYPE_LATEST: {"example": "fs_serving_cache_hit_ratio 0.42\n"}}},
+            **_error_responses(431),
+        },
     )
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
@@ -309,6 +350,17 @@ def _install_error_handlers(app: FastAPI, metrics: ServingMetrics) -> None:
         metrics.errors.labels("invalid_request").inc()
         return _json({"detail": str(exc), "errors": [{"loc": [], "msg": str(exc)}]}, 422)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            # FastAPI's answer to a body it could not decode (e.g. not UTF-8): a validation error
+            metrics.errors.labels("invalid_request").inc()
+            cause = exc.__cause__
+            reason = "not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else _short(str(cause))
+            msg = f"not valid JSON: {reason}"
+            return _json({"detail": f"body: {msg}", "errors": [{"loc": ["body"], "msg": msg}]}, 422)
+        return _json({"detail": exc.detail}, exc.status_code, exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def validation(request: Request, exc: RequestValidationError) -> Response:
         metrics.errors.labels("invalid_request").inc()
@@ -323,7 +375,18 @@ def _plain_error(error: dict[str, Any]) -> dict[str, Any]:
     msg = error.get("msg", "invalid")
     kind = error.get("type", "")
     given = error.get("input")
-    if kind.startswith("uuid"):
+    if kind == "json_invalid":
+        loc = loc[:1]  # FastAPI puts the character offset here; the message says where
+        msg = f"not valid JSON: {_json_error(error)}"
+        given = None
+    elif loc == ["body"] and isinstance(given, bytes):
+        msg = "not a JSON body: send a JSON object with Content-Type: application/json"
+        given = None
+    elif loc == ["body"] and kind == "missing":
+        msg = "the request body is empty: send a JSON object"
+    elif loc == ["body"] and kind in ("model_attributes_type", "dict_type", "model_type"):
+        msg = f"the request body must be a JSON object, not {_json_type(given)}"
+    elif kind.startswith("uuid"):
         msg = f"not a valid UUID: {given!r}"
     elif kind == "too_long" and loc[-1:] == ["user_ids"]:
         msg = f"batch too large: {len(given)} user ids, at most {schemas.MAX_BATCH} per request"
@@ -336,6 +399,22 @@ def _plain_error(error: dict[str, Any]) -> dict[str, Any]:
     elif kind == "timezone_aware":
         msg = f"timestamp needs a timezone (e.g. 2026-11-22T18:30:00+00:00): {given!r}"
     shown = given if isinstance(given, str | int | float | bool) or given is None else type(given).__name__
-    if isinstance(shown, str) and len(shown) > 80:
-        shown = shown[:80] + "..."
+    if isinstance(shown, str):
+        shown = _short(shown)
     return {"loc": loc, "msg": msg, "input": shown}
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_error(error: dict[str, Any]) -> str:
+    """The decoder's reason with its position, e.g. 'Expecting value at line 1 column 2 (char 1)'."""
+    reason = error.get("ctx", {}).get("error", "JSON decode error")
+    position = error["loc"][1] if len(error.get("loc", ())) > 1 else None
+    return reason if position is None else f"{reason} at character {position}"
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

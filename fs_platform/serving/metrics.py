@@ -37,7 +37,8 @@ class ServingMetrics:
         )
         self.errors = Counter(
             "fs_serving_errors",
-            "Failed requests by cause (redis_unavailable, no_snapshot, no_model, invalid_request, unauthorized, internal).",
+            "Failed requests by cause (redis_unavailable, no_snapshot, no_model, invalid_request, "
+            "unauthorized, body_too_large, headers_too_large, internal).",
             ["cause"],
             registry=self.registry,
         )

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from fs_platform.ingestion.vocabulary import DEVICE_TYPES
+from fs_platform.online.store import USERS
 
 MAX_BATCH = 1000
+MAX_CANDIDATES = 500
+#: requests larger than these are refused before any parsing (413 / 431)
+MAX_BODY_BYTES = 1024 * 1024
+MAX_HEADER_BYTES = 16 * 1024
+#: accepted context.timestamp range: nothing before this, nothing later than now + the slack
+MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_TIMESTAMP_AHEAD = timedelta(days=1)
+DEFAULT_DEVICE_TYPE = "other"
+#: the user feature names a client may select (`names`), in the store's value order
+USER_FEATURE_NAMES: tuple[str, ...] = USERS.features
+
+#: one selected feature name: the enum documents the choice; the store validates it (so both
+#: `names` inputs, the query parameter and the batch body, fail with the same message)
+FeatureName = Annotated[str, Field(json_schema_extra={"enum": list(USER_FEATURE_NAMES)})]
 
 USER_ID_EXAMPLE = "6f1c2b1e-3c3a-4d7e-9a55-0b8f7d1f2a10"
 LISTING_ID_EXAMPLE = "2c3d5b09-d7ab-4307-aa92-0069819b4cf0"
@@ -111,7 +129,7 @@ class BatchRequest(BaseModel):
         max_length=MAX_BATCH,
         description=f"1 to {MAX_BATCH} user ids; duplicates are answered once.",
     )
-    names: list[str] | None = Field(None, description="Only these features (default: all).")
+    names: list[FeatureName] | None = Field(None, description="Only these features (default: all).")
 
     model_config = ConfigDict(
         extra="forbid",
@@ -201,20 +219,37 @@ class Readiness(BaseModel):
     detail: str | None = None
 
 
-MAX_CANDIDATES = 500
-
-
 class ScoreContext(BaseModel):
-    device_type: Literal["ios", "android", "web", "other"] = Field(
-        description="Device of the request (the model's device_type)."
+    """The request's context; every field has a default, so `{}` (or no context) is valid."""
+
+    device_type: Literal[DEVICE_TYPES] = Field(  # type: ignore[valid-type]
+        DEFAULT_DEVICE_TYPE,
+        description=f"Device of the request (the model's device_type); default {DEFAULT_DEVICE_TYPE!r}.",
     )
     timestamp: AwareDatetime | None = Field(
         None,
-        description="When the listings are shown, with a timezone (default: now). Day of week and "
-        "hour are taken in UTC, as in training.",
+        description="When the listings are shown, with a timezone; omitted or null: the time of the "
+        f"request. From {MIN_TIMESTAMP:%Y-%m-%d} to one day after now (a Unix time in seconds is read "
+        "as UTC). Day of week and hour are taken in UTC, as in training.",
+        examples=["2026-11-22T18:30:00+00:00"],
     )
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("timestamp")
+    @classmethod
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        """A 0 or a typo'd year parses as a valid date but would score with a meaningless hour/day."""
+        if value is None:
+            return value
+        latest = datetime.now(UTC) + MAX_TIMESTAMP_AHEAD
+        if not MIN_TIMESTAMP <= value <= latest:
+            raise PydanticCustomError(
+                "timestamp_out_of_range",
+                "timestamp {given} is out of range: send a time from {first} to one day after now",
+                {"given": value.isoformat(), "first": MIN_TIMESTAMP.isoformat()},
+            )
+        return value
 
 
 class ScoreRequest(BaseModel):
@@ -224,7 +259,10 @@ class ScoreRequest(BaseModel):
         max_length=MAX_CANDIDATES,
         description=f"1 to {MAX_CANDIDATES} candidate listings; duplicates are scored once.",
     )
-    context: ScoreContext
+    context: ScoreContext = Field(
+        default_factory=ScoreContext,
+        description=f"Defaults: device_type {DEFAULT_DEVICE_TYPE!r}, timestamp now.",
+    )
 
     model_config = ConfigDict(
         extra="forbid",
