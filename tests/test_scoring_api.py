@@ -179,6 +179,16 @@ def test_a_new_promotion_is_served_without_restart(warehouse, scoring, tmp_path)
         ({"user_id": "42"}, "not a valid UUID"),
         ({"context": None}, "context"),
         ({"extra": 1}, "extra"),
+        ({"context": {"timestamp": 0}}, "timestamp 1970-01-01T00:00:00+00:00 is out of range"),
+        ({"context": {"timestamp": "1999-12-31T23:59:59+00:00"}}, "is out of range: send a time from 2000"),
+        (
+            {"context": {"timestamp": "2999-01-01T00:00:00+00:00"}},
+            "timestamp 2999-01-01T00:00:00+00:00 is out",
+        ),
+        (
+            {"context": {"timestamp": (datetime.now(UTC) + timedelta(days=2)).isoformat()}},
+            "to one day after now",
+        ),
     ],
 )
 def test_invalid_score_requests_get_422_with_a_message(warehouse, scoring, change, message):
@@ -192,3 +202,50 @@ def test_invalid_score_requests_get_422_with_a_message(warehouse, scoring, chang
 def test_the_request_schema_accepts_exactly_the_warehouse_device_types():
     literal = typing.get_type_hints(schemas.ScoreContext)["device_type"]
     assert set(typing.get_args(literal)) == set(DEVICE_TYPES)
+
+
+def _probabilities(client: TestClient, request: dict) -> dict[str, float]:
+    response = client.post("/v1/score", json=request)
+    assert response.status_code == 200, response.text
+    return {r["listing_id"]: r["probability"] for r in response.json()["results"]}
+
+
+def test_score_context_defaults_to_device_other_and_now(warehouse, scoring):
+    """A request without device_type (or without any context) is scored, not refused."""
+    client = _client(warehouse, scoring)
+    row = _served_examples(scoring).dropna(subset=["features_as_of"]).iloc[0]
+    base = {"user_id": row["user_id"], "listing_ids": list(warehouse.listings)[:50]}
+
+    def scored(context: dict | None) -> dict[str, float]:
+        return _probabilities(client, base if context is None else {**base, "context": context})
+
+    at = "2026-02-28T18:30:00+00:00"
+    other = scored({"device_type": "other", "timestamp": at})
+    assert scored({"timestamp": at}) == other
+    # not vacuous: the model tells devices and hours apart
+    assert any(scored({"device_type": d, "timestamp": at}) != other for d in ("ios", "android", "web"))
+    assert scored({"device_type": "other", "timestamp": "2026-02-28T06:30:00+00:00"}) != other
+
+    before = datetime.now(UTC)
+    defaulted = [scored({}), scored(None)]
+    after = datetime.now(UTC)
+    # "now" as the scorer used it: the hour and day of one of the two explicit times around it
+    explicit = [scored({"device_type": "other", "timestamp": t.isoformat()}) for t in (before, after)]
+    assert all(d in explicit for d in defaulted)
+
+
+def test_timestamp_bounds_are_inclusive_at_2000_and_checked_against_now():
+    context = schemas.ScoreContext.model_validate({"timestamp": "2000-01-01T00:00:00+00:00"})
+    assert context.timestamp == schemas.MIN_TIMESTAMP
+    soon = datetime.now(UTC) + timedelta(hours=23)
+    assert schemas.ScoreContext.model_validate({"timestamp": soon.isoformat()}).timestamp == soon
+
+
+def test_the_openapi_schema_documents_the_context_defaults(warehouse, scoring):
+    components = _client(warehouse, scoring).get("/openapi.json").json()["components"]["schemas"]
+    context = components["ScoreContext"]["properties"]
+    assert context["device_type"]["enum"] == list(DEVICE_TYPES)
+    assert context["device_type"]["default"] == "other"
+    assert "the time of the request" in context["timestamp"]["description"]
+    assert "2000-01-01" in context["timestamp"]["description"]
+    assert "context" not in components["ScoreRequest"].get("required", [])
