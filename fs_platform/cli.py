@@ -148,6 +148,7 @@ def ingest(files: tuple[Path, ...], kind: str, allow_all_rejected: bool) -> None
     from tqdm import tqdm
 
     from fs_platform.infra.runtime import ensure_services, pg_connect
+    from fs_platform.ingestion.data_span import record_first_event_day
     from fs_platform.ingestion.file_reader import UnreadableFileError
     from fs_platform.ingestion.load import (
         IngestReport,
@@ -186,6 +187,8 @@ def ingest(files: tuple[Path, ...], kind: str, allow_all_rejected: bool) -> None
                     f"warning {path.name}: all {report.rows_read:,} rows rejected (most often: {top}); "
                     f"see raw.rejected_{'listings' if kind == 'listings' else 'interactions'}"
                 )
+        if kind == "interactions" and reports:
+            record_first_event_day(conn, get_settings().home)  # where the feature partitions start
     finally:
         conn.close()
     say(

@@ -19,6 +19,9 @@ import pytest
 from fs_platform.infra.runtime import EmbeddedPostgres, EmbeddedRedis, pg_connect, redis_client
 
 REPO = Path(__file__).resolve().parent.parent
+# the tests' synthetic data lives in early 2026, whatever the demo ingested under .fs_platform; the
+# partitions are defined when the graph is imported, so this is set before any test imports it
+os.environ["FS_FEATURES_START_DATE"] = "2026-01-01"
 
 
 def _server_urls() -> tuple[str, str]:

@@ -42,10 +42,12 @@ def _stage(name: str) -> Iterator[None]:
     print(f"[{number}/{len(STAGES)}] {name}: done in {time.perf_counter() - started:.0f}s", flush=True)
 
 
-def _definitions() -> dg.Definitions:
-    from fs_platform.definitions import defs
+def _resources() -> dict:
+    """The code location's resources, without loading the asset groups: the feature partitions
+    start at the first ingested event, so the graph is loaded only after ingestion recorded it."""
+    from fs_platform.defs.resources import defs
 
-    return defs
+    return dict(defs.resources)
 
 
 def backfill_features(
@@ -56,7 +58,6 @@ def backfill_features(
 
     prepare_environment()
     instance = instance or dg.DagsterInstance.get()
-    defs = _definitions()
     days = (end - start).days + 1
     log_path = get_settings().home / "logs" / "backfill-dbt.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,7 +67,7 @@ def backfill_features(
         result = dg.materialize(
             [feature_dbt_assets],
             instance=instance,
-            resources=defs.resources,
+            resources=_resources(),
             tags={
                 "dagster/asset_partition_range_start": start.isoformat(),
                 "dagster/asset_partition_range_end": end.isoformat(),
@@ -116,7 +117,7 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
         result = dg.materialize(
             [raw_listings, raw_user_interactions],
             instance=instance,
-            resources=_definitions().resources,
+            resources=_resources(),
             run_config=QUIET,
         )
         for event in result.get_asset_materialization_events():
@@ -136,12 +137,12 @@ def run_demo(days: int | None = None, seed: int = 42) -> int:
     from fs_platform.dev.training_demo import demo_window, train_demo_model
 
     with _stage(STAGES[5]):
-        train_demo_model(instance, _definitions().resources, *demo_window(end, days or DEMO_DAYS), truth_dir)
+        train_demo_model(instance, _resources(), *demo_window(end, days or DEMO_DAYS), truth_dir)
     from fs_platform.dev.demo_checks import run_demo_checks
 
     with _stage(STAGES[6]):
         print(f"injected drift: device_shift (20 points android -> ios) from {drift_from}")
-        run_demo_checks(instance, _definitions().resources, end, urls.database_url)
+        run_demo_checks(instance, _resources(), end, urls.database_url)
     print(f"\ndemo finished in {time.perf_counter() - started:.0f}s.")
     print("Open the Dagster UI on the same instance and data:  make ui   (then http://127.0.0.1:3000)")
     print('Explore with dbt/psql:  eval "$(.venv/bin/fs-platform services env)"; psql "$FS_DATABASE_URL"')
@@ -191,7 +192,7 @@ def sync_online_store(instance: dg.DagsterInstance, database_url: str) -> None:
     result = dg.materialize(
         [online_user_features, online_listing_features],
         instance=instance,
-        resources=_definitions().resources,
+        resources=_resources(),
         run_config=QUIET,
     )
     events = result.get_asset_materialization_events()

@@ -115,10 +115,13 @@ _DECLARED = [
     ),
     EnvVar(
         "FS_FEATURES_START_DATE",
-        "2026-01-01",
-        "First daily partition of the feature pipeline.",
+        None,
+        "First daily partition of the feature pipeline (YYYY-MM-DD). Unset: the day after the "
+        "first ingested event (recorded in `$FS_HOME/first_event_day`; the UI shows the new range "
+        "after a reload of the code location), or today before any data.",
         attr="features_start_date",
         parse=date.fromisoformat,
+        unset="(from the data)",
     ),
     EnvVar(
         "DAGSTER_HOME",
@@ -278,7 +281,7 @@ class Settings:
     inbox_dir: Path
     archive_dir: Path
     dbt_target: str
-    features_start_date: date
+    features_start_date: date | None
     dagster_home: Path
     redis_prefix: str
     redis_timeout_seconds: float

@@ -9,6 +9,7 @@ import psycopg2.extensions
 
 from fs_platform.defs.resources import PostgresResource
 from fs_platform.infra.config import get_settings
+from fs_platform.ingestion.data_span import record_first_event_day
 from fs_platform.ingestion.inbox import archive, inbox_files
 from fs_platform.ingestion.load import (
     IngestReport,
@@ -52,8 +53,15 @@ def _ingest(
     # conservation across the whole run, on top of the per-file assertion inside each transaction
     assert totals["rows_read"] == totals["accepted"] + totals["rejected"] + totals["duplicates"], totals
     reject_rate = totals["rejected"] / totals["rows_read"] if totals["rows_read"] else 0.0
+    extra: dict[str, dg.MetadataValue] = {}
+    if kind == "interactions":
+        with postgres.connect() as conn:
+            first_day = record_first_event_day(conn, settings.home)
+        if first_day is not None:  # the feature partitions start the day after (on the next reload)
+            extra["first_event_day"] = dg.MetadataValue.text(first_day.isoformat())
     return dg.MaterializeResult(
         metadata={
+            **extra,
             "files": dg.MetadataValue.int(len(paths)),
             "rows_read": dg.MetadataValue.int(totals["rows_read"]),
             "rows_accepted": dg.MetadataValue.int(totals["accepted"]),
