@@ -24,12 +24,8 @@ from reference.training_set import reference_examples
 
 from fs_platform.cli import main
 from fs_platform.definitions import defs
-from fs_platform.defs.model.assets import (
-    TrainingSetRunConfig,
-    ctr_model_asset,
-    ctr_model_promotion,
-    training_set_asset,
-)
+from fs_platform.defs.model.assets import TrainingSetRunConfig, ctr_model_asset, training_set_asset
+from fs_platform.defs.model.checks import ctr_model_promotion
 from fs_platform.dev.synthetic import generate
 from fs_platform.infra.runtime import pg_connect
 from fs_platform.model import registry as model_registry

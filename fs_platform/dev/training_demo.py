@@ -20,7 +20,8 @@ def train_demo_model(
     instance: dg.DagsterInstance, resources: dict, first_day: date, last_day: date, truth_dir: Path
 ) -> None:
     """Materialize training_set -> ctr_model (+ the promotion check) over first_day..last_day."""
-    from fs_platform.defs.model.assets import ctr_model_asset, ctr_model_promotion, training_set_asset
+    from fs_platform.defs.model.assets import ctr_model_asset, training_set_asset
+    from fs_platform.defs.model.checks import ctr_model_promotion
 
     ts_config = {
         "start_date": first_day.isoformat(),

@@ -2,13 +2,9 @@
 
 import dagster as dg
 
-from fs_platform.defs.model.assets import (
-    ctr_model_asset,
-    ctr_model_promotion,
-    training_set_asset,
-    weekly_training_job,
-    weekly_training_schedule,
-)
+from fs_platform.defs.model.assets import ctr_model_asset, training_set_asset
+from fs_platform.defs.model.checks import ctr_model_promotion
+from fs_platform.defs.model.schedules import weekly_training_job, weekly_training_schedule
 
 defs = dg.Definitions(
     assets=[training_set_asset, ctr_model_asset],

@@ -1,4 +1,4 @@
-"""Dagster assets of the model side: ``training_set`` -> ``ctr_model`` (+ promotion check, weekly schedule).
+"""Dagster assets of the model side: ``training_set`` -> ``ctr_model`` (promotion in checks.py).
 
 Both assets hand data over through files (the training set's Parquet folder, the model registry),
 not through an IO manager: the serving API and notebooks read the same files, and the model can
@@ -9,7 +9,6 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 
 from fs_platform.defs.resources import PostgresResource
 from fs_platform.model import workflow
@@ -141,51 +140,3 @@ def ctr_model_asset(context: dg.AssetExecutionContext, config: ModelRunConfig) -
             "report": dg.MetadataValue.md(run.report_markdown),
         }
     )
-
-
-@dg.asset_check(
-    asset=CTR_MODEL,
-    blocking=True,
-    description="Promotes the new model only if it beats both baselines on its test days (ROC AUC above "
-    "the affinity-only one's, log loss below the global rate's) and its test AUC is not worse than the "
-    "current model's on the same days; otherwise fails and leaves `current` unchanged.",
-)
-def ctr_model_promotion(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(CTR_MODEL)
-    if event is None or event.asset_materialization is None:
-        return dg.AssetCheckResult(passed=False, metadata={"reason": "no ctr_model materialization"})
-    version = event.asset_materialization.metadata["version"].value
-    decision = workflow.promote_if_better(str(version))
-    context.log.info(decision.reason)
-    return dg.AssetCheckResult(
-        passed=decision.promoted,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "reason": decision.reason,
-            "rule": decision.rule,
-            "candidate": decision.candidate,
-            "current_before": decision.current or "(none)",
-            "candidate_roc_auc": float(decision.candidate_auc),
-            "current_roc_auc": float(decision.current_auc) if decision.current_auc is not None else np.nan,
-            "candidate_log_loss": float(decision.candidate_log_loss),
-            "baseline_affinity_only_roc_auc": float(decision.baseline_auc),
-            "baseline_global_rate_log_loss": float(decision.baseline_log_loss),
-            "test_examples": decision.test_examples,
-        },
-    )
-
-
-weekly_training_job = dg.define_asset_job(
-    "weekly_training_job",
-    selection=dg.AssetSelection.assets(TRAINING_SET, CTR_MODEL),
-    description=f"Rebuild the training set of the last {training_set.DEFAULT_DAYS} days and retrain "
-    "(promotion by the check).",
-)
-
-# Monday 05:00 UTC: after the 03:00 daily features and their 04:00 freshness deadline
-weekly_training_schedule = dg.ScheduleDefinition(
-    job=weekly_training_job,
-    cron_schedule="0 5 * * 1",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
