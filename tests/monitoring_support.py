@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+import numpy as np
+import pandas as pd
 import psycopg2
 
 from fs_platform.dev import detection
@@ -73,3 +75,23 @@ class WebhookReceiver:
     def __exit__(self, *exc) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def sparse_categories(
+    rows: int, categories: int, seed: int, *, boost: tuple[int, float] | None = None
+) -> pd.DataFrame:
+    """``rows`` draws of a long-tailed categorical column (Zipf-like, ``categories`` values, most of
+    them rare) plus a numeric column; ``boost=(category, share)`` gives one category that share."""
+    rng = np.random.default_rng(seed)
+    weights = 1.0 / np.arange(1, categories + 1) ** 0.8
+    weights /= weights.sum()
+    if boost is not None:
+        index, share = boost
+        weights = weights * (1 - share) / (1 - weights[index])
+        weights[index] = share
+    return pd.DataFrame(
+        {
+            "listing_category": [f"c{i:04d}" for i in rng.choice(categories, size=rows, p=weights)],
+            "amount": rng.normal(size=rows),
+        }
+    )

@@ -10,14 +10,23 @@ CLI are exercised on the same data.
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+import re
+from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from monitoring_support import ONSET, WebhookReceiver, load_drifted, private_database
+from monitoring_support import (
+    DAYS,
+    END,
+    ONSET,
+    WebhookReceiver,
+    load_drifted,
+    private_database,
+    sparse_categories,
+)
 
 from fs_platform.cli import main as cli
 from fs_platform.definitions import defs
@@ -26,6 +35,7 @@ from fs_platform.defs.ingestion.assets import raw_user_interactions
 from fs_platform.defs.monitoring.checks import (
     USER_FEATURES,
     completeness_check,
+    drift_metadata,
     feature_drift_check,
     input_drift_check,
     null_range_check,
@@ -36,10 +46,19 @@ from fs_platform.defs.resources import PostgresResource
 from fs_platform.dev import detection
 from fs_platform.infra.runtime import pg_connect
 from fs_platform.ingestion.load import ingest_interactions_file
-from fs_platform.monitoring import alerts, drift_reports, quality
-from fs_platform.monitoring.settings import drift_settings, rules
+from fs_platform.monitoring import alerts, drift_data, drift_reports, quality
+from fs_platform.monitoring.settings import OTHER_CATEGORY, ColumnRule, drift_settings, rules
 
 BEFORE, AT, AFTER = ONSET - timedelta(days=7), ONSET, ONSET + timedelta(days=7)
+#: the first day of events of the test databases
+FIRST_DAY = END - timedelta(days=DAYS)
+#: what a Python repr looks like inside a message: datetime.date(...), a tuple of dates or strings
+REPR = re.compile(r"datetime\.|\((?:datetime|date\(|\d{4}, \d|')")
+
+
+def assert_readable(text: str) -> None:
+    """No Python repr in a message meant for people (dates must be ISO strings)."""
+    assert not REPR.search(text), text
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +159,14 @@ def test_new_listing_prices_stay_quiet_without_drift_and_skip_thin_days(price_db
         connection.close()
     assert result.columns[column]["value"] is None and not result.columns[column]["drifted"]
     assert column not in result.drifted_columns
-    assert any(n.startswith(f"{column} skipped:") for n in result.notes), result.notes
+    note = next(n for n in result.notes if n.startswith(f"{column} skipped:"))
+    # the real counts, and what was needed: "412 current values (10,870 reference), needs at least 100,000 ..."
+    current, reference = result.columns[column]["current_values"], result.columns[column]["reference_values"]
+    assert 0 < current < 100_000 and reference > current
+    assert note == (
+        f"{column} skipped: {current:,} current values ({reference:,} reference), "
+        "needs at least 100,000 current values"
+    )
 
 
 def test_feature_drift_fires_a_week_into_the_category_shift_only(conn, tmp_path):
@@ -194,6 +220,138 @@ def test_too_little_data_and_unknown_columns_are_clear_errors(conn, tmp_path):
         drift_reports.feature_drift(conn, AFTER, override=typo, root=tmp_path)
 
 
+# ------------------------------------------------------------------ sparse categories
+
+
+def _sparse_rules(**sparse: int) -> dict[str, ColumnRule]:
+    """category_id's method and threshold on a synthetic long-tailed column, plus a numeric one."""
+    return {
+        "listing_category": ColumnRule("jensenshannon", 0.1, "cat", **sparse),
+        "amount": ColumnRule("wasserstein", 0.3, "num"),
+    }
+
+
+def test_sparse_high_cardinality_column_without_drift_stays_quiet(tmp_path):
+    # ~1.2k current events over 1,096 mostly rare categories, reference four weeks of the same
+    reference = sparse_categories(1_200 * 28, 1_096, seed=1)
+    current = sparse_categories(1_200, 1_096, seed=2)
+    judged, _, _ = drift_reports.compare(current, reference, _sparse_rules(), tmp_path / "sparse")
+    column = judged["listing_category"]
+    assert not column["drifted"] and not column["skipped"] and column["value"] < 0.07, column
+    assert column["categories"] == 1_096 and column["pooled_categories"] > 1_000
+    assert 2 <= column["compared_categories"] <= 30
+    # the same samples compared category by category (no pooling) are what raised the false alarm
+    raw, _, _ = drift_reports.compare(
+        current,
+        reference,
+        _sparse_rules(min_category_count=1, min_values_per_category=1),
+        tmp_path / "unpooled",
+    )
+    assert raw["listing_category"]["drifted"] and raw["listing_category"]["value"] > 0.3
+
+
+def test_a_shift_in_a_frequent_category_still_drifts(tmp_path):
+    reference = sparse_categories(1_200 * 28, 1_096, seed=1)
+    current = sparse_categories(1_200, 1_096, seed=3, boost=(0, 0.2))  # its top category 6 % -> 20 %
+    judged, html, _ = drift_reports.compare(current, reference, _sparse_rules(), tmp_path / "shift")
+    column = judged["listing_category"]
+    assert column["drifted"] and column["value"] > 0.12, column
+    assert OTHER_CATEGORY in html.read_text()  # the report shows the pooled bucket
+
+
+def test_columns_with_too_few_values_per_category_are_skipped_with_the_reason(tmp_path):
+    # 100 equally likely categories, 1,200 current values: 12 per category, the distance would be noise
+    reference = sparse_categories(30_000, 100, seed=4)
+    current = sparse_categories(1_200, 100, seed=5)
+    reference["listing_category"] = [f"u{i % 100}" for i in range(len(reference))]
+    current["listing_category"] = [f"u{i % 100}" for i in range(len(current))]
+    current["empty"] = reference["empty"] = None
+    rules_ = {**_sparse_rules(), "empty": ColumnRule("jensenshannon", 0.1, "cat")}
+    judged, _, _ = drift_reports.compare(current, reference, rules_, tmp_path / "thin")
+    assert judged["listing_category"]["value"] is None and not judged["listing_category"]["drifted"]
+    assert judged["listing_category"]["skipped"] == (
+        "sparse: 1,200 current values over 100 compared categories (12.0 per category), needs 20 per category"
+    )
+    assert judged["empty"]["skipped"] == "no values in either the current or the reference data"
+    assert judged["amount"]["skipped"] is None and judged["amount"]["value"] is not None
+
+
+def test_sparse_category_minimums_are_settings(tmp_path, monkeypatch):
+    defaults = rules(drift_settings("input"))["category_id"]
+    assert (defaults.min_category_count, defaults.min_values_per_category) == (10, 20)
+    path = tmp_path / "drift.json"
+    path.write_text(
+        json.dumps(
+            {"input": {"min_category_count": 25, "columns": {"device_type": {"min_values_per_category": 50}}}}
+        )
+    )
+    monkeypatch.setenv("FS_DRIFT_CONFIG", str(path))
+    configured = rules(drift_settings("input"))
+    assert configured["category_id"].min_category_count == 25
+    assert configured["device_type"].min_values_per_category == 50
+    assert configured["category_id"].min_values_per_category == 20
+    with pytest.raises(ValueError, match="min_category_count must be a positive integer"):
+        drift_settings("input", {"min_category_count": 0})
+
+
+# ------------------------------------------------------------------ warm-up and readable messages
+
+
+def test_feature_drift_on_a_short_history_is_skipped_as_warming_up(conn, tmp_path):
+    history = (BEFORE - FIRST_DAY).days  # days of events before AT's reference partition
+    with pytest.raises(drift_reports.WarmingUp) as raised:
+        drift_reports.feature_drift(conn, AT, override={"warmup_days": history + 1}, root=tmp_path)
+    assert str(raised.value) == (
+        f"warming up: {history} of {history + 1} days of history before the reference partition "
+        f"{BEFORE.isoformat()} (events start {FIRST_DAY.isoformat()})"
+    )
+    # a week into the data, as on a new deployment: the reference partition precedes the events
+    with pytest.raises(drift_reports.WarmingUp, match="warming up: 0 of 42 days of history"):
+        drift_reports.feature_drift(conn, FIRST_DAY + timedelta(days=7), root=tmp_path)
+    assert not drift_reports.feature_drift(conn, AT, root=tmp_path).warmup
+
+
+def test_input_drift_on_a_short_history_says_it_is_warming_up(conn, tmp_path):
+    partition = FIRST_DAY + timedelta(days=15)  # judges day FIRST_DAY + 14 against 14 days
+    result = drift_reports.input_drift(conn, partition, root=tmp_path)
+    day = partition - timedelta(days=1)
+    assert result.warmup == (
+        f"warming up: 14 of 28 days of history before {day.isoformat()} for its 28-day reference "
+        f"(events start {FIRST_DAY.isoformat()})"
+    )
+    assert drift_metadata(result)["warmup"].value == result.warmup
+    assert json.loads(Path(result.summary_path).read_text())["warmup"] == result.warmup
+    assert drift_reports.input_drift(conn, AT, root=tmp_path).warmup is None
+
+
+def test_messages_show_dates_as_iso_strings(conn, tmp_path):
+    # the first day of events: its reference (28 days before the events) holds only new listings, so
+    # a minimum between the two sizes makes the reference the side that is too small
+    day = FIRST_DAY
+    window = drift_data.input_window(day, 28)
+    sizes = [
+        len(drift_data.interactions_frame(conn, *days, novelty=False, catalogue_at=day))
+        for days in (window.current, window.reference)
+    ]
+    assert sizes[0] > sizes[1], sizes
+    with pytest.raises(drift_reports.NotEnoughData) as raised:
+        drift_reports.input_drift(
+            conn, day + timedelta(days=1), override={"min_current_rows": sizes[1] + 1}, root=tmp_path
+        )
+    reference_days = f"{(day - timedelta(days=28)).isoformat()}..{(day - timedelta(days=1)).isoformat()}"
+    assert str(raised.value).startswith(f"interactions of {reference_days}: {sizes[1]} rows"), raised.value
+    assert_readable(str(raised.value))
+    result = drift_reports.input_drift(conn, AT, root=tmp_path)
+    day = AT - timedelta(days=1)
+    assert result.current == f"interactions of {day.isoformat()}"
+    assert result.reference == (
+        f"interactions of {(day - timedelta(days=28)).isoformat()}..{(day - timedelta(days=1)).isoformat()}"
+    )
+    for text in [result.current, result.reference, *result.notes]:
+        assert_readable(text)
+    assert drift_reports.day_range(date(2026, 11, 2), date(2026, 11, 8)) == "2026-11-02..2026-11-08"
+
+
 # ------------------------------------------------------------------ data quality
 
 
@@ -213,8 +371,10 @@ def test_completeness_errors_when_users_lose_their_rows(conn):
 
 
 def test_range_rules_count_violations(conn):
-    rows, violations = quality.range_violations(conn, AFTER)
-    assert rows > 1000 and not any(violations.values())
+    clean = quality.range_violations(conn, AFTER)
+    assert clean.rows > 1000 and clean.violating_rows == 0 and not any(clean.per_rule.values())
+    # a count always with its unit: "877" alone next to "passed" read as 877 violations
+    assert clean.summary == f"0 of {clean.rows:,} rows violate a null/range rule"
     with conn.cursor() as cur:
         cur.execute(
             "update features.user_features_history set activity_score = 1.5, "
@@ -222,9 +382,15 @@ def test_range_rules_count_violations(conn):
             "(select user_id from features.user_features_history where as_of = %s limit 3)",
             (pd.Timestamp(AFTER, tz="UTC"),) * 2,
         )
-    _, violations = quality.range_violations(conn, AFTER)
-    assert violations["activity_score_null_or_out_of_[0,1)"] == 3
-    assert violations["category_shares_not_summing_to_1"] == 3
+    broken = quality.range_violations(conn, AFTER)
+    assert broken.per_rule["activity_score_null_or_out_of_[0,1)"] == 3
+    assert broken.per_rule["category_shares_not_summing_to_1"] == 3
+    assert broken.violating_rows == 3  # the same 3 rows break both rules
+    assert broken.summary == (
+        f"3 of {broken.rows:,} rows violate a null/range rule: activity_score_null_or_out_of_[0,1): 3 rows, "
+        "category_shares_not_summing_to_1: 3 rows"
+    )
+    assert quality.RangeViolations(0, 0, {}).summary == "empty snapshot: 0 rows"
 
 
 # ------------------------------------------------------------------ Dagster checks, sensors, alerts
@@ -264,6 +430,17 @@ def test_checks_in_dagster_link_reports_and_alert_once(category_db, tmp_path, mo
         table = {r.data["column"]: r.data for r in drift.metadata["columns"].value.records}
         assert table["top_category_share"]["drifted"] and not table["top_city"]["drifted"]
         assert evaluations["completeness"].passed and evaluations["null_range_violations"].passed
+        quality_check = evaluations["null_range_violations"]
+        rows = quality_check.metadata["snapshot_rows"].value
+        assert rows > 1000 and quality_check.metadata["violating_rows"].value == 0
+        assert quality_check.description == f"0 of {rows:,} rows violate a null/range rule"
+        assert "rows" not in quality_check.metadata  # the bare count the demo printed as "passed 877"
+        # what the UI and the alerts show is for people: no Python reprs, dates as ISO strings
+        for evaluation in evaluations.values():
+            assert_readable(evaluation.description or "")
+            for value in evaluation.metadata.values():
+                if isinstance(value, dg.TextMetadataValue):
+                    assert_readable(value.value)
 
         # contexts entered with `with`: an un-entered one leaves a disposed instance published
         with dg.build_sensor_context(instance=instance, resources=_resources(category_db)) as context:
@@ -387,7 +564,8 @@ def test_cli_writes_the_reports_of_a_partition(category_db, tmp_path, monkeypatc
     empty = runner.invoke(
         cli, ["drift", "report", "--date", "2026-01-05", "--check", "features", "--out", str(tmp_path)]
     )
-    assert empty.exit_code == 1 and "not written" in empty.output and "fewer than" in empty.output
+    assert empty.exit_code == 1 and "not written" in empty.output
+    assert "warming up: 0 of 42 days of history before the reference partition 2025-12-29" in empty.output
 
 
 def test_monitoring_is_wired_into_the_code_location():

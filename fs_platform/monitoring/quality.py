@@ -6,7 +6,7 @@ Each returns plain numbers; the Dagster checks turn them into pass/fail with a s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 import psycopg2.extensions
 
@@ -83,12 +83,19 @@ class RejectedRate:
     files: int
     rows_read: int
     rejected: int
-    first_delivery: object
-    last_delivery: object
+    first_delivery: datetime | None
+    last_delivery: datetime | None
 
     @property
     def rate(self) -> float:
         return self.rejected / self.rows_read if self.rows_read else 0.0
+
+    @property
+    def deliveries(self) -> str:
+        """The deliveries' time span as ISO timestamps (or "none")."""
+        if self.first_delivery is None or self.last_delivery is None:
+            return "none"
+        return f"{self.first_delivery.isoformat(timespec='seconds')}..{self.last_delivery.isoformat(timespec='seconds')}"
 
 
 def rejected_rate(conn: psycopg2.extensions.connection) -> RejectedRate:
@@ -100,14 +107,36 @@ def rejected_rate(conn: psycopg2.extensions.connection) -> RejectedRate:
     return RejectedRate(int(files), int(rows_read), int(rejected), first, last)
 
 
-def range_violations(conn: psycopg2.extensions.connection, partition: date) -> tuple[int, dict[str, int]]:
-    """(rows in the snapshot, violating rows per rule) for partition ``partition``."""
+@dataclass(frozen=True)
+class RangeViolations:
+    """Rows of a snapshot, rows breaking at least one rule, and violating rows per rule."""
+
+    rows: int
+    violating_rows: int
+    per_rule: dict[str, int]
+
+    @property
+    def summary(self) -> str:
+        """Counts with their units: a bare "877" next to "passed" reads as 877 violations."""
+        if not self.rows:
+            return "empty snapshot: 0 rows"
+        text = f"{self.violating_rows:,} of {self.rows:,} rows violate a null/range rule"
+        broken = [f"{name}: {n:,} rows" for name, n in self.per_rule.items() if n]
+        return f"{text}: {', '.join(broken)}" if broken else text
+
+
+def range_violations(conn: psycopg2.extensions.connection, partition: date) -> RangeViolations:
+    """Rows, violating rows and violating rows per rule of the snapshot of partition ``partition``."""
     selects = ", ".join(f"count(*) filter (where {sql})" for sql in RANGE_RULES.values())
+    any_rule = " or ".join(f"coalesce(({sql}), false)" for sql in RANGE_RULES.values())
     with conn.cursor() as cur:
         cur.execute(
-            f"select count(*), {selects} from features.user_features_history where as_of = %s",
+            f"select count(*), count(*) filter (where {any_rule}), {selects} "
+            "from features.user_features_history where as_of = %s",
             (day_start(partition),),
         )
-        rows, *counts = cur.fetchone()
+        rows, violating, *counts = cur.fetchone()
     conn.rollback()
-    return int(rows), {name: int(n) for name, n in zip(RANGE_RULES, counts, strict=True)}
+    return RangeViolations(
+        int(rows), int(violating), {name: int(n) for name, n in zip(RANGE_RULES, counts, strict=True)}
+    )

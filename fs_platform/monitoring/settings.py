@@ -9,6 +9,13 @@ listings: a few hundred values whose expected shift (15 % = 0.14 in log price) i
 spread, which is the small-sample location question a t-test answers, with a p-value threshold set by
 the false-alarm budget. ``FS_DRIFT_CONFIG`` may point at a JSON file overriding any of it, e.g.
 ``{"input": {"columns": {"device_type": {"threshold": 0.05}}}}``.
+
+Sparse categories: a categorical column with many rare values (hundreds of categories over a day's
+thousand events) has a large distance between two samples of the *same* distribution, because most
+categories are seen once or never on one side. So a category is compared on its own only when it has
+``min_category_count`` values in the current slice, or its reference share predicts that many; the
+rest are pooled into one ``OTHER_CATEGORY`` bucket. A column whose current values average fewer than
+``min_values_per_category`` per compared bucket is skipped with that reason rather than judged on noise.
 """
 
 from __future__ import annotations
@@ -22,6 +29,11 @@ from typing import Any
 
 #: distance methods of Evidently: the column drifts when the value is >= the threshold
 DISTANCE_METHODS = ("wasserstein", "jensenshannon", "psi", "hellinger", "kl_div", "energy_dist", "TVD")
+#: the bucket rare categories are pooled into before a categorical column is compared
+OTHER_CATEGORY = "_other_"
+#: defaults of the sparse-category rules (each check's settings and each column may override them)
+MIN_CATEGORY_COUNT = 10
+MIN_VALUES_PER_CATEGORY = 20
 #: two-sided tests of Evidently whose value is a p-value: the column drifts when it is < the threshold
 #: (Evidently's ``mannw`` is left out: it is one-sided, it would never see a fall)
 P_VALUE_METHODS = ("t_test", "ks", "chisquare")
@@ -30,12 +42,15 @@ P_VALUE_METHODS = ("t_test", "ks", "chisquare")
 @dataclass(frozen=True)
 class ColumnRule:
     """How one column is compared: Evidently method, threshold, numeric or categorical, and the fewest
-    current values it is judged on (below that it is skipped with a note, never judged on noise)."""
+    current values it is judged on (below that it is skipped with a note, never judged on noise); for a
+    categorical column, the sparse-category rules (see the module docstring)."""
 
     method: str
     threshold: float
     kind: str  # "num" | "cat"
     min_values: int = 1
+    min_category_count: int = MIN_CATEGORY_COUNT
+    min_values_per_category: int = MIN_VALUES_PER_CATEGORY
 
     @property
     def is_p_value(self) -> bool:
@@ -57,6 +72,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "input": {
         "reference_days": 28,
         "min_current_rows": 200,
+        "min_category_count": MIN_CATEGORY_COUNT,
+        "min_values_per_category": MIN_VALUES_PER_CATEGORY,
         "columns": {
             "event_type": {"method": "jensenshannon", "threshold": 0.06, "kind": "cat"},
             "device_type": {"method": "jensenshannon", "threshold": 0.09, "kind": "cat"},
@@ -78,7 +95,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     # partition D's user features against partition D - reference_offset_days
     "features": {
         "reference_offset_days": 7,
+        # days of events the reference partition needs before its features are comparable: three
+        # half-lives of the 14-day decay (7/8 of the steady-state weight); fewer = warming up
+        "warmup_days": 42,
         "min_current_rows": 100,
+        "min_category_count": MIN_CATEGORY_COUNT,
+        "min_values_per_category": MIN_VALUES_PER_CATEGORY,
         "columns": {
             "activity_score": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
             "price_sensitivity": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
@@ -93,6 +115,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "predictions": {
         "current_days": 1,
         "min_current_rows": 200,
+        "min_category_count": MIN_CATEGORY_COUNT,
+        "min_values_per_category": MIN_VALUES_PER_CATEGORY,
         "columns": {
             "score": {"method": "wasserstein", "threshold": 0.1, "kind": "num"},
             "device_type": {"method": "jensenshannon", "threshold": 0.06, "kind": "cat"},
@@ -134,12 +158,26 @@ def drift_settings(kind: str, override: dict | None = None) -> dict[str, Any]:
     return merged
 
 
+def _count(column: str, name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"column {column}: {name} must be a positive integer, got {value!r}")
+    return value
+
+
 def rules(settings: dict[str, Any]) -> dict[str, ColumnRule]:
     """Column -> rule, validated (known methods, thresholds that make sense for them)."""
     out = {}
     for column, spec in settings["columns"].items():
         method, threshold, kind = spec.get("method"), spec.get("threshold"), spec.get("kind")
         min_values = spec.get("min_values", 1)
+        # per column, else the check's, else the module default
+        sparse = {
+            name: _count(column, name, spec.get(name, settings.get(name, default)))
+            for name, default in (
+                ("min_category_count", MIN_CATEGORY_COUNT),
+                ("min_values_per_category", MIN_VALUES_PER_CATEGORY),
+            )
+        }
         if method not in DISTANCE_METHODS + P_VALUE_METHODS:
             raise ValueError(
                 f"column {column}: method {method!r} is neither a distance method "
@@ -153,7 +191,14 @@ def rules(settings: dict[str, Any]) -> dict[str, ColumnRule]:
             raise ValueError(f"column {column}: kind must be 'num' or 'cat', got {kind!r}")
         if method == "t_test" and kind != "num":
             raise ValueError(f"column {column}: t_test compares means, the column must be numeric")
-        if not isinstance(min_values, int) or isinstance(min_values, bool) or min_values < 1:
-            raise ValueError(f"column {column}: min_values must be a positive integer, got {min_values!r}")
-        out[column] = ColumnRule(method=method, threshold=float(threshold), kind=kind, min_values=min_values)
+        out[column] = ColumnRule(
+            method=method,
+            threshold=float(threshold),
+            kind=kind,
+            min_values=_count(column, "min_values", min_values),
+            **sparse,
+        )
+    warmup = settings.get("warmup_days", 0)
+    if not isinstance(warmup, int) or isinstance(warmup, bool) or warmup < 0:
+        raise ValueError(f"warmup_days must be a non-negative integer, got {warmup!r}")
     return out

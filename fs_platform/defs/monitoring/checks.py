@@ -86,6 +86,8 @@ def drift_metadata(result: DriftResult) -> dict[str, dg.MetadataValue]:
                         "current_values": int(r.get("current_values", 0)),
                         "drifted": bool(r["drifted"]),
                         "decides": name in result.decisive,
+                        # why the column has no value (too few values, sparse categories, ...)
+                        "skipped": str(r.get("skipped") or ""),
                     }
                 )
                 for name, r in result.columns.items()
@@ -100,6 +102,7 @@ def drift_metadata(result: DriftResult) -> dict[str, dg.MetadataValue]:
                     dg.TableColumn("current_values", "int"),
                     dg.TableColumn("drifted", "bool"),
                     dg.TableColumn("decides", "bool"),
+                    dg.TableColumn("skipped", "string"),
                 ]
             ),
         ),
@@ -109,27 +112,36 @@ def drift_metadata(result: DriftResult) -> dict[str, dg.MetadataValue]:
             meta[f"drift/{name}"] = dg.MetadataValue.float(float(r["value"]))
     if result.notes:
         meta["notes"] = dg.MetadataValue.text("; ".join(result.notes))
+    if result.warmup:
+        meta["warmup"] = dg.MetadataValue.text(result.warmup)
     return meta
 
 
 def _drift_result(result: DriftResult) -> dg.AssetCheckResult:
+    verdict = (
+        f"drift in {', '.join(result.drifted_columns)}"
+        if result.drift_detected
+        else "no column above its threshold"
+    )
     return dg.AssetCheckResult(
         passed=not result.drift_detected,
         severity=dg.AssetCheckSeverity.WARN,
-        description=f"drift in {', '.join(result.drifted_columns)}"
-        if result.drift_detected
-        else "no column above its threshold",
+        # a verdict on a short history says so next to it, not only in the metadata
+        description=f"{verdict} ({result.warmup})" if result.warmup else verdict,
         metadata=drift_metadata(result),
     )
 
 
 def _skipped(reason: str) -> dg.AssetCheckResult:
     """Too little data to judge (the first days of a pipeline): pass, and say so."""
+    metadata = {"status": dg.MetadataValue.text(f"skipped: {reason}")}
+    if reason.startswith("warming up"):
+        metadata["warmup"] = dg.MetadataValue.text(reason)
     return dg.AssetCheckResult(
         passed=True,
         severity=dg.AssetCheckSeverity.WARN,
         description=f"skipped: {reason}",
-        metadata={"status": dg.MetadataValue.text(f"skipped: {reason}")},
+        metadata=metadata,
     )
 
 
@@ -234,17 +246,17 @@ def null_range_check(
     context: dg.AssetCheckExecutionContext, postgres: PostgresResource
 ) -> dg.AssetCheckResult:
     with postgres.connect() as conn:
-        rows, violations = quality.range_violations(conn, _partition(context))
-    bad = {name: n for name, n in violations.items() if n}
+        measured = quality.range_violations(conn, _partition(context))
+    # counts always with their unit ("0 of 877 rows violate ..."): a bare row count reads as violations
     return dg.AssetCheckResult(
-        passed=not bad and rows > 0,
+        passed=measured.rows > 0 and not measured.violating_rows,
         severity=dg.AssetCheckSeverity.WARN,
-        description="no violations"
-        if not bad and rows
-        else ("empty snapshot" if not rows else f"violations: {bad}"),
+        description=measured.summary,
         metadata={
-            "rows": dg.MetadataValue.int(rows),
-            **{f"violations/{name}": dg.MetadataValue.int(n) for name, n in violations.items()},
+            "summary": dg.MetadataValue.text(measured.summary),
+            "snapshot_rows": dg.MetadataValue.int(measured.rows),
+            "violating_rows": dg.MetadataValue.int(measured.violating_rows),
+            **{f"violating_rows/{name}": dg.MetadataValue.int(n) for name, n in measured.per_rule.items()},
         },
     )
 
@@ -269,7 +281,7 @@ def rejected_rate_check(postgres: PostgresResource) -> dg.AssetCheckResult:
             "rows_rejected": dg.MetadataValue.int(measured.rejected),
             "files": dg.MetadataValue.int(measured.files),
             "maximum": dg.MetadataValue.float(quality.REJECTED_RATE_MAX),
-            "deliveries": dg.MetadataValue.text(f"{measured.first_delivery} .. {measured.last_delivery}"),
+            "deliveries": dg.MetadataValue.text(measured.deliveries),
         },
     )
 
