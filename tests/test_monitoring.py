@@ -491,12 +491,14 @@ def test_run_failure_sensor_records_the_failed_run(category_db, tmp_path, monkey
     assert stored[0]["partition"] == AFTER.isoformat() and stored[0]["severity"] == "ERROR"
 
 
-def test_webhook_failure_never_loses_the_alert(category_db, tmp_path, monkeypatch):
+def test_webhook_failure_never_loses_the_alert(category_db, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("FS_HOME", str(tmp_path))
-    monkeypatch.setenv("FS_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/nothing-listens-here")
+    monkeypatch.setenv("FS_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/hooks/s3cret-token")
     connection = pg_connect(category_db)
     alert = alerts.Alert(kind="quality", severity="WARN", message="test", dedup_key=f"test:{tmp_path.name}")
-    assert alerts.record(connection, alert) is True
+    with caplog.at_level("WARNING"):
+        assert alerts.record(connection, alert) is True
+    assert "alert webhook" in caplog.text and "s3cret-token" not in caplog.text  # the URL is a secret
     assert alerts.record(connection, alert) is False  # same key: recorded once
     stored = next(a for a in alerts.recent(connection) if a["dedup_key"] == alert.dedup_key)
     connection.close()

@@ -46,8 +46,7 @@ def run_demo_checks(
             continue
         meta = evaluation.metadata
         verdict = "passed" if evaluation.passed else f"FAILED ({evaluation.severity.value})"
-        detail = meta.get("drifted_columns") or meta.get("completeness") or meta.get("rows")
-        print(f"  {evaluation.check_name:22} {verdict:16} {getattr(detail, 'value', '')}")
+        print(f"  {evaluation.check_name:22} {verdict:16} {evaluation.description or ''}")
         if "report" in meta:
             print(f"  {'':22} report: {meta['report'].value}")
     records = instance.get_event_records(

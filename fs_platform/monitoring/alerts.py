@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from fs_platform.infra.config import get_settings
+from fs_platform.infra.config import get_settings, redact_webhook
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def record(conn: psycopg2.extensions.connection, alert: Alert) -> bool:
     if url:
         status = post_webhook(url, alert)
         if not status.startswith("HTTP 2"):
-            log.warning("alert webhook %s: %s", url, status)
+            log.warning("alert webhook %s: %s", redact_webhook(url), status)
         with conn.cursor() as cur:
             cur.execute(
                 "update monitoring.alerts set webhook_status = %s where alert_id = %s", (status, row[0])

@@ -35,7 +35,8 @@ def check_alert(record: dg.EventLogRecord) -> alerts.Alert | None:
     severity = evaluation.severity.value if evaluation.severity is not None else "ERROR"
     partition = getattr(evaluation, "partition", None)
     asset = evaluation.asset_key.to_user_string()
-    detail = _text(meta, "drifted_columns") or _text(meta, "completeness") or _text(meta, "rejected_rate")
+    # the check's own one-line verdict ("3 of 877 rows violate ...", "drift in device_type")
+    detail = evaluation.description or _text(meta, "drifted_columns") or _text(meta, "summary")
     where = f"{asset}[{partition}]" if partition else asset
     return alerts.Alert(
         kind="drift" if evaluation.check_name.endswith("_drift") else "quality",
