@@ -2,11 +2,8 @@
 
 import dagster as dg
 
-from fs_platform.defs.monitoring.checks import (
-    monitoring_checks,
-    prediction_drift_job,
-    prediction_drift_schedule,
-)
+from fs_platform.defs.monitoring.checks import monitoring_checks
+from fs_platform.defs.monitoring.schedules import prediction_drift_job, prediction_drift_schedule
 from fs_platform.defs.monitoring.sensors import monitoring_alert_sensor, run_failure_alert_sensor
 
 defs = dg.Definitions(

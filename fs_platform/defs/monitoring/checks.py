@@ -294,17 +294,3 @@ monitoring_checks = [
     null_range_check,
     rejected_rate_check,
 ]
-
-prediction_drift_job = dg.define_asset_job(
-    "prediction_drift_job",
-    selection=dg.AssetSelection.checks(prediction_drift_check),
-    description="Score the latest day's examples with the promoted model and compare with its test days.",
-)
-
-# 04:30 UTC: after the 03:00 feature run and its 04:00 deadline (the examples need partition D - 1)
-prediction_drift_schedule = dg.ScheduleDefinition(
-    job=prediction_drift_job,
-    cron_schedule="30 4 * * *",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.RUNNING,
-)
