@@ -318,3 +318,244 @@ def test_a_raw_table_from_before_the_source_file_default_gets_it(listed, tmp_pat
     with listed.cursor() as cur:
         cur.execute("select source_file from raw.user_interactions")
         assert cur.fetchall() == [("after_upgrade.csv",)]
+
+
+# ----------------------------------------------------------------------------- listing versions
+
+VERSIONED_COLUMNS = [*LISTING_COLUMNS, "updated_at"]
+CREATED = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def _ingest_listings(conn, path: Path):
+    report = ingest_listings_file(conn, path)
+    assert report.rows_read == report.accepted + report.rejected + report.duplicates
+    assert report.versions_added == report.accepted
+    assert report.as_dict()["versions_added"] == report.versions_added
+    return report
+
+
+def _versions(conn, listing_id: str) -> list[tuple]:
+    """(valid_from, category_id, price as float or None) of a listing, oldest first."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "select valid_from, category_id, price::float8 from raw.listing_versions "
+            "where listing_id = %s order by valid_from",
+            (listing_id,),
+        )
+        return cur.fetchall()
+
+
+def _current(conn, listing_id: str) -> tuple:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select category_id, price::float8 from raw.listings where listing_id = %s", (listing_id,)
+        )
+        return cur.fetchone()
+
+
+def test_first_delivery_makes_one_version_per_listing_valid_from_created_at(clean_db, tmp_path):
+    l3, l4 = str(uuid.uuid4()), str(uuid.uuid4())
+    rows = [
+        _listing(L1),
+        _listing(L2, price=""),
+        _listing(l3, created_at=""),  # no creation time: valid from the ingestion
+        _listing(l4, created_at="", updated_at="2025-03-01T00:00:00Z"),  # ... or from the change
+    ]
+    report = _ingest_listings(clean_db, _write_csv(tmp_path / "l.csv", rows, VERSIONED_COLUMNS))
+    assert (report.accepted, report.versions_added, report.updated, report.duplicates) == (4, 4, 0, 0)
+    assert _versions(clean_db, L1) == [(CREATED, "cars", 100.0)]
+    assert _versions(clean_db, L2) == [(CREATED, "cars", None)]
+    with clean_db.cursor() as cur:
+        cur.execute(
+            "select v.valid_from = l.ingested_at and v.valid_from = v.ingested_at from raw.listing_versions v "
+            "join raw.listings l using (listing_id) where listing_id = %s",
+            (l3,),
+        )
+        assert cur.fetchall() == [(True,)]
+    assert _versions(clean_db, l4) == [(datetime(2025, 3, 1, tzinfo=UTC), "cars", 100.0)]
+
+
+def test_identical_redelivery_adds_no_version_and_counts_duplicates(listed, tmp_path):
+    rows = [_listing(L1), _listing(L2, city="bergen", price="", is_premium="true", image_count="0")]
+    report = _ingest_listings(listed, _write_csv(tmp_path / "again.csv", rows, LISTING_COLUMNS))
+    assert (report.accepted, report.duplicates, report.updated, report.versions_added) == (0, 2, 0, 0)
+    # attributes are the state: a different created_at alone is not a new version
+    report = _ingest_listings(
+        listed,
+        _write_csv(
+            tmp_path / "created.csv", [_listing(L1, created_at="2024-06-01T00:00:00Z")], LISTING_COLUMNS
+        ),
+    )
+    assert (report.accepted, report.duplicates) == (0, 1)
+    assert _count(listed, "raw.listing_versions") == 2
+
+
+def test_change_without_updated_at_is_a_version_valid_from_the_ingestion(listed, tmp_path):
+    before = datetime.now(UTC)
+    report = _ingest_listings(
+        listed,
+        _write_csv(tmp_path / "price.csv", [_listing(L1, price="120.00"), _listing(L2)], LISTING_COLUMNS),
+    )
+    after = datetime.now(UTC)
+    # L2 had no price and was premium in the fixture: this delivery is a new state of it as well
+    assert (report.accepted, report.updated, report.versions_added, report.duplicates) == (2, 2, 2, 0)
+    [first, second] = _versions(listed, L1)
+    assert first == (CREATED, "cars", 100.0)
+    assert before <= second[0] <= after and second[1:] == ("cars", 120.0)
+    with listed.cursor() as cur:  # "ingestion time" is the transaction's now(), shared by both tables
+        cur.execute(
+            "select v.valid_from = v.ingested_at and v.valid_from = l.ingested_at from raw.listing_versions v "
+            "join raw.listings l using (listing_id) where listing_id = %s and v.price = 120",
+            (L1,),
+        )
+        assert cur.fetchall() == [(True,)]
+    assert _current(listed, L1) == ("cars", 120.0)
+
+
+def test_change_with_updated_at_is_a_version_valid_from_it(listed, tmp_path):
+    changed = _listing(L1, price="90.50", updated_at="2025-02-03T04:05:06+01:00")
+    report = _ingest_listings(listed, _write_csv(tmp_path / "u.csv", [changed], VERSIONED_COLUMNS))
+    assert (report.accepted, report.updated, report.duplicates) == (1, 1, 0)
+    assert _versions(listed, L1) == [
+        (CREATED, "cars", 100.0),
+        (datetime(2025, 2, 3, 3, 5, 6, tzinfo=UTC), "cars", 90.5),
+    ]
+    assert _current(listed, L1) == ("cars", 90.5)
+    # the same file again is a duplicate, not a second version
+    report = _ingest_listings(listed, _write_csv(tmp_path / "u.csv", [changed], VERSIONED_COLUMNS))
+    assert (report.accepted, report.duplicates) == (0, 1)
+    assert len(_versions(listed, L1)) == 2
+
+
+def test_files_without_updated_at_load_from_every_format(clean_db, tmp_path):
+    l3 = str(uuid.uuid4())
+    jsonl = tmp_path / "l.jsonl"
+    jsonl.write_text(json.dumps(_listing(L1)) + "\n")
+    frame = pd.DataFrame([_listing(L2), _listing(l3, updated_at="2025-04-01T00:00:00Z")])
+    frame["created_at"] = pd.to_datetime(frame["created_at"], utc=True)
+    frame["updated_at"] = pd.to_datetime(frame["updated_at"], utc=True)  # a typed Parquet column
+    frame.to_parquet(tmp_path / "l.parquet")
+    assert _ingest_listings(clean_db, jsonl).accepted == 1
+    assert _ingest_listings(clean_db, tmp_path / "l.parquet").accepted == 2
+    changed = frame.assign(price="130.00", updated_at=pd.to_datetime(["2025-05-01", "2025-05-02"], utc=True))
+    assert _ingest_listings(clean_db, _write_parquet(tmp_path / "l2.parquet", changed)).accepted == 2
+    assert [v[0] for v in _versions(clean_db, L1)] == [CREATED]
+    assert _versions(clean_db, L2)[-1] == (datetime(2025, 5, 1, tzinfo=UTC), "cars", 130.0)
+    assert _versions(clean_db, l3)[-1] == (datetime(2025, 5, 2, tzinfo=UTC), "cars", 130.0)
+
+
+def _write_parquet(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_parquet(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("updated_at", "reason_part"),
+    [
+        ("last tuesday", "updated_at is not a valid value: 'last tuesday'"),
+        ((NOW + timedelta(days=2)).isoformat(), "is in the future"),
+        ("2024-12-31T23:59:59Z", "is before created_at 2025-01-01 00:00:00+00:00"),
+    ],
+)
+def test_bad_updated_at_is_quarantined_with_reason(listed, tmp_path, updated_at, reason_part):
+    rows = [_listing(L1, price="1.00", updated_at=updated_at), _listing(L2, price="2.00")]
+    report = _ingest_listings(listed, _write_csv(tmp_path / "bad.csv", rows, VERSIONED_COLUMNS))
+    assert (report.rows_read, report.accepted, report.rejected, report.duplicates) == (2, 1, 1, 0)
+    with listed.cursor() as cur:
+        cur.execute("select row_number, reason, payload from raw.rejected_listings")
+        [(row_number, reason, payload)] = cur.fetchall()
+    assert row_number == 1 and reason_part in reason
+    assert payload["updated_at"] == updated_at  # kept as sent
+    assert _versions(listed, L1) == [(CREATED, "cars", 100.0)]
+    assert _current(listed, L1) == ("cars", 100.0)
+
+
+def test_several_versions_of_one_listing_in_one_file(clean_db, tmp_path):
+    l3 = str(uuid.uuid4())
+    rows = [  # out of order on purpose: versions follow updated_at, not the file
+        _listing(l3, price="90.00", updated_at="2025-05-01T00:00:00Z"),
+        _listing(l3, price="100.00", updated_at="2025-02-01T00:00:00Z"),
+        _listing(l3, price="120.00", updated_at="2025-04-01T00:00:00Z"),  # same as its predecessor
+        _listing(l3, price="120.00", updated_at="2025-03-01T00:00:00Z"),
+        _listing(l3, price="120.00", updated_at="2025-03-01T00:00:00Z"),  # a plain repeat
+    ]
+    report = _ingest_listings(clean_db, _write_csv(tmp_path / "many.csv", rows, VERSIONED_COLUMNS))
+    assert (report.rows_read, report.accepted, report.duplicates, report.rejected) == (5, 3, 2, 0)
+    assert _versions(clean_db, l3) == [
+        (CREATED, "cars", 100.0),  # the first version of a new listing starts at its creation
+        (datetime(2025, 3, 1, tzinfo=UTC), "cars", 120.0),
+        (datetime(2025, 5, 1, tzinfo=UTC), "cars", 90.0),
+    ]
+    assert _current(clean_db, l3) == ("cars", 90.0)
+
+
+def test_price_to_null_and_category_change_are_versions(listed, tmp_path):
+    rows = [
+        _listing(L1, price="", updated_at="2025-02-01T00:00:00Z"),
+        _listing(L1, price="", category_id="boats", updated_at="2025-03-01T00:00:00Z"),
+    ]
+    report = _ingest_listings(listed, _write_csv(tmp_path / "null.csv", rows, VERSIONED_COLUMNS))
+    assert (report.accepted, report.updated, report.duplicates) == (2, 1, 0)
+    assert _versions(listed, L1) == [
+        (CREATED, "cars", 100.0),
+        (datetime(2025, 2, 1, tzinfo=UTC), "cars", None),
+        (datetime(2025, 3, 1, tzinfo=UTC), "boats", None),
+    ]
+    assert _current(listed, L1) == ("boats", None)
+
+
+def test_late_history_fills_in_and_never_overwrites(listed, tmp_path):
+    june = _listing(L1, price="200.00", updated_at="2025-06-01T00:00:00Z")
+    _ingest_listings(listed, _write_csv(tmp_path / "june.csv", [june], VERSIONED_COLUMNS))
+    rows = [
+        _listing(L1, price="150.00", updated_at="2025-03-01T00:00:00Z"),  # older than the latest: filled in
+        _listing(L1, price="999.00", updated_at="2025-06-01T00:00:00Z"),  # that valid_from is taken: kept
+        _listing(L1, price="100.00", updated_at="2025-01-01T00:00:00Z"),  # = the first version's key
+    ]
+    report = _ingest_listings(listed, _write_csv(tmp_path / "late.csv", rows, VERSIONED_COLUMNS))
+    assert (report.accepted, report.duplicates, report.updated) == (1, 2, 0)
+    assert _versions(listed, L1) == [
+        (CREATED, "cars", 100.0),
+        (datetime(2025, 3, 1, tzinfo=UTC), "cars", 150.0),
+        (datetime(2025, 6, 1, tzinfo=UTC), "cars", 200.0),
+    ]
+    assert _current(listed, L1) == ("cars", 200.0)  # the latest version by valid_from
+
+
+def test_refused_listings_file_writes_no_version(listed, tmp_path):
+    path = _write_csv(
+        tmp_path / "nocity.csv", [_listing(L1, price="5.00")], [c for c in LISTING_COLUMNS if c != "city"]
+    )
+    with pytest.raises(UnreadableFileError, match="city"):
+        ingest_listings_file(listed, path)
+    listed.rollback()
+    assert _count(listed, "raw.listing_versions") == 2
+    assert _count(listed, "raw.ingested_files") == 1  # the fixture's file only
+
+
+def test_a_warehouse_from_before_versions_is_backfilled_once(clean_db, tmp_path):
+    from fs_platform.ingestion.raw_schema import ensure_raw_schema
+
+    l3 = str(uuid.uuid4())
+    _ingest_listings(
+        clean_db, _write_csv(tmp_path / "l.csv", [_listing(L1), _listing(l3, created_at="")], LISTING_COLUMNS)
+    )
+    with clean_db.cursor() as cur:
+        cur.execute("drop table raw.listing_versions")
+    clean_db.commit()
+    ensure_raw_schema(clean_db)
+    ensure_raw_schema(clean_db)  # idempotent
+    assert _versions(clean_db, L1) == [(CREATED, "cars", 100.0)]
+    with clean_db.cursor() as cur:
+        cur.execute(
+            "select v.valid_from = l.ingested_at from raw.listing_versions v join raw.listings l using (listing_id) "
+            "where listing_id = %s",
+            (l3,),
+        )
+        assert cur.fetchall() == [(True,)]
+    # and versioning carries on from the backfilled state
+    report = _ingest_listings(
+        clean_db, _write_csv(tmp_path / "l2.csv", [_listing(L1, price="1.00")], LISTING_COLUMNS)
+    )
+    assert (report.accepted, report.updated) == (1, 1)
+    assert len(_versions(clean_db, L1)) == 2

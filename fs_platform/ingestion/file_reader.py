@@ -58,8 +58,12 @@ def file_format(path: Path) -> str:
     return fmt
 
 
-def read_rows(path: Path, required: list[str]) -> ReadResult:
-    """Read ``path`` and check it has the ``required`` columns; refuse it whole otherwise."""
+def read_rows(path: Path, required: list[str], optional: tuple[str, ...] = ()) -> ReadResult:
+    """Read ``path`` and check it has the ``required`` columns; refuse it whole otherwise.
+
+    ``optional`` columns are kept when the file has them; a file without them is still read
+    (senders that never had such a column keep working).
+    """
     fmt = file_format(path)
     if not path.exists():
         raise UnreadableFileError(f"{path}: no such file")
@@ -73,7 +77,7 @@ def read_rows(path: Path, required: list[str]) -> ReadResult:
         raise UnreadableFileError(
             f"{path.name}: missing required column(s) {', '.join(missing)} (found: {found}); file refused"
         )
-    result.frame = result.frame[required]
+    result.frame = result.frame[required + [c for c in optional if c in result.frame.columns]]
     return result
 
 

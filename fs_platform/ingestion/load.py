@@ -2,8 +2,9 @@
 
 Per file, in one transaction: read → parse → pandera validation → COPY the valid rows into a
 temporary table → insert into the raw table (``on conflict do nothing`` makes re-delivery a
-no-op) → quarantine everything else with the original payload and a reason. Every input row is
-accounted for: ``rows_read == accepted + rejected + duplicates`` is asserted before commit.
+no-op; listings add a version per new attribute state and upsert their latest state) → quarantine
+everything else with the original payload and a reason. Every input row is accounted for:
+``rows_read == accepted + rejected + duplicates`` is asserted before commit.
 """
 
 from __future__ import annotations
@@ -35,10 +36,18 @@ from fs_platform.infra.runtime import pg_connect
 from fs_platform.ingestion.copy_text import copy_payload
 from fs_platform.ingestion.file_reader import ReadResult, payload_of, read_rows
 from fs_platform.ingestion.raw_schema import SOURCE_FILE_SETTING, ensure_raw_schema
-from fs_platform.ingestion.validation import InteractionRow, ListingRow, failure_reasons, time_window_reasons
+from fs_platform.ingestion.validation import (
+    InteractionRow,
+    ListingRow,
+    failure_reasons,
+    time_window_reasons,
+    updated_at_reasons,
+)
 
 INTERACTION_COLUMNS = ["event_id", "user_id", "listing_id", "event_type", "occurred_at", "device_type"]
 LISTING_COLUMNS = ["listing_id", "category_id", "city", "price", "is_premium", "image_count", "created_at"]
+#: optional listing column: when the attributes changed at the source (dates the new version)
+UPDATED_AT = "updated_at"
 _TRUE = {"true", "t", "1", "yes", "y"}
 _FALSE = {"false", "f", "0", "no", "n"}
 
@@ -56,7 +65,8 @@ class IngestReport:
     accepted: int = 0
     rejected: int = 0
     duplicates: int = 0
-    updated: int = 0  # listings only: re-delivered with changed attributes (counted in accepted)
+    updated: int = 0  # listings only: listings whose current state changed (their rows are in accepted)
+    versions_added: int = 0  # listings only: new rows of raw.listing_versions (one per accepted row)
     reject_reasons: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -76,6 +86,7 @@ class IngestReport:
             "rejected": self.rejected,
             "duplicates": self.duplicates,
             "updated": self.updated,
+            "versions_added": self.versions_added,
             "reject_reasons": dict(self.reject_reasons),
             "seconds": round(self.seconds, 3),
         }
@@ -319,6 +330,7 @@ def ingest_many(
             # instead of waiting for autovacuum's next visit
             with pg_connect(database_url) as conn, conn.cursor() as cur:
                 cur.execute("analyze raw.listings")
+                cur.execute("analyze raw.listing_versions")
                 cur.execute("analyze raw.user_interactions")
             conn.close()
         return reports
@@ -356,11 +368,18 @@ def _parse_listings(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
     parsed["image_count"] = images.where(~bad_images, 0).fillna(0).astype("Int64")
     parsed["created_at"] = _parse_timestamps(frame["created_at"])
     bad_created = frame["created_at"].notna() & parsed["created_at"].isna()
+    if UPDATED_AT in frame.columns:
+        parsed[UPDATED_AT] = _parse_timestamps(frame[UPDATED_AT])
+        bad_updated = frame[UPDATED_AT].notna() & parsed[UPDATED_AT].isna()
+    else:  # files without the column date changes by their arrival (semantics §3)
+        parsed[UPDATED_AT] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us, UTC]")
+        bad_updated = pd.Series(False, index=frame.index)
     for mask, column in (
         (bad_price, "price"),
         (bad_premium, "is_premium"),
         (bad_images, "image_count"),
         (bad_created, "created_at"),
+        (bad_updated, UPDATED_AT),
     ):
         for row in np.flatnonzero(mask.to_numpy(dtype=bool)):
             reasons.loc[int(row)] = f"{column} is not a valid value: {str(frame.at[row, column])[:60]!r}"
@@ -370,58 +389,141 @@ def _parse_listings(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.Series]:
 def ingest_listings_file(
     conn: psycopg2.extensions.connection, path: Path, settings: Settings | None = None
 ) -> IngestReport:
-    """Upsert one listings file by ``listing_id`` (re-deliveries update changed attributes)."""
+    """Load one listings file: new attribute states become versions, ``raw.listings`` the latest.
+
+    Versions are never overwritten, so features and training sets can ask what a listing looked
+    like at any time; ``raw.listings`` stays the one-row-per-listing view that everything else
+    reads. The rules (semantics §3) are in ``_VERSION_SQL``.
+    """
+    settings = settings or get_settings()
     started = time.perf_counter()
     ensure_raw_schema(conn)
-    read = read_rows(path, LISTING_COLUMNS)
+    read = read_rows(path, LISTING_COLUMNS, optional=(UPDATED_AT,))
     report = IngestReport("listings", str(path.name), file_sha256(path), rows_read=read.rows_read)
     parsed, parse_reasons = _parse_listings(read.frame)
     reasons = pd.Series(read.row_problems, dtype=object).combine_first(parse_reasons)
     reasons = reasons.combine_first(failure_reasons(ListingRow, parsed, read.frame))
+    latest = datetime.now(UTC) + timedelta(seconds=settings.future_tolerance_seconds)
+    reasons = reasons.combine_first(updated_at_reasons(parsed[UPDATED_AT], parsed["created_at"], latest))
 
     valid_mask = np.ones(len(parsed), dtype=bool)
     valid_mask[reasons.index.to_numpy(dtype=np.int64)] = False
-    valid = parsed[valid_mask]
-    # within a file the last delivery of a listing wins; earlier copies count as duplicates
-    in_file_dup = valid["listing_id"].duplicated(keep="last")
-    report.duplicates += int(in_file_dup.sum())
-    valid = valid[~in_file_dup]
+    valid = parsed[valid_mask].assign(seq=np.flatnonzero(valid_mask))
 
     with conn.cursor() as cur:
         cur.execute(
-            "create temp table _ingest_listings (listing_id uuid, category_id text, city text, price numeric(12,2), "
-            "is_premium boolean, image_count integer, created_at timestamptz) on commit drop"
+            "create temp table _ingest_listings (seq integer, listing_id uuid, category_id text, city text, "
+            "price numeric(12,2), is_premium boolean, image_count integer, created_at timestamptz, "
+            "updated_at timestamptz) on commit drop"
         )
         _copy_frame(cur, "_ingest_listings", valid)
-        cur.execute(
-            """
-            with upserted as (
-                insert into raw.listings as l
-                    (listing_id, category_id, city, price, is_premium, image_count, created_at, source_file)
-                select listing_id, category_id, city, price, is_premium, image_count, created_at, %s
-                from _ingest_listings
-                on conflict (listing_id) do update set
-                    category_id = excluded.category_id, city = excluded.city, price = excluded.price,
-                    is_premium = excluded.is_premium, image_count = excluded.image_count,
-                    created_at = excluded.created_at, source_file = excluded.source_file, ingested_at = now()
-                where (l.category_id, l.city, l.price, l.is_premium, l.image_count, l.created_at)
-                      is distinct from
-                      (excluded.category_id, excluded.city, excluded.price, excluded.is_premium,
-                       excluded.image_count, excluded.created_at)
-                returning (xmax = 0) as inserted
-            )
-            select count(*) filter (where inserted), count(*) filter (where not inserted) from upserted
-            """,
-            (report.source_file,),
-        )
-        inserted, updated = cur.fetchone()
-        report.accepted = inserted + updated
+        # one writer of versions at a time: each file's "latest version" is then the committed one
+        cur.execute("select pg_advisory_xact_lock(hashtext('fs_platform.listing_versions'))")
+        cur.execute(_VERSION_SQL, (report.source_file,))
+        report.versions_added = cur.fetchone()[0]
+        cur.execute(_CURRENT_SQL)
+        _inserted, updated = cur.fetchone()
+        report.accepted = report.versions_added  # a row is accepted iff it added a version
         report.updated = updated
-        report.duplicates += len(valid) - report.accepted  # identical re-deliveries
+        report.duplicates = len(valid) - report.accepted  # same state as its predecessor, or same key
         _quarantine(cur, "raw.rejected_listings", report, read, {int(k): str(v) for k, v in reasons.items()})
         _finish(cur, report, started)
     conn.commit()
     return report
+
+
+#: Staged rows -> new versions. In order: (1) within the file, rows of a listing with the same
+#: ``updated_at`` (or both without one) keep the last; (2) each row's ``valid_from``: the first row of
+#: a listing without versions is valid from its ``created_at`` (else its ``updated_at``, else now()),
+#: any other row from its ``updated_at``, else now() (the transaction's start); (3) rows whose
+#: ``valid_from`` collides keep the last in the file, and a stored version with that ``valid_from``
+#: is kept as it is (versions are never overwritten); (4) in ``valid_from`` order among the stored
+#: versions, a row adds a version iff its attributes differ from the state just before it. Rows
+#: that add nothing are duplicates. Returns the number of versions added.
+_VERSION_SQL = """
+with latest_per_updated_at as (
+    select distinct on (listing_id, updated_at) *
+    from _ingest_listings
+    order by listing_id, updated_at, seq desc
+),
+ranked as (
+    select s.*,
+        row_number() over (partition by s.listing_id order by coalesce(s.updated_at, now()), s.seq) as k,
+        exists (select 1 from raw.listing_versions as v where v.listing_id = s.listing_id) as known
+    from latest_per_updated_at as s
+),
+dated as (
+    select distinct on (listing_id, valid_from) *
+    from (
+        select r.*,
+            case when not r.known and r.k = 1 then coalesce(r.created_at, r.updated_at, now())
+                 else coalesce(r.updated_at, now()) end as valid_from
+        from ranked as r
+    ) as d
+    order by listing_id, valid_from, seq desc
+),
+fresh as (
+    select d.* from dated as d
+    where not exists (
+        select 1 from raw.listing_versions as v
+        where v.listing_id = d.listing_id and v.valid_from = d.valid_from
+    )
+),
+timeline as (
+    select listing_id, valid_from, category_id, city, price, is_premium, image_count, created_at,
+           true as is_new
+    from fresh
+    union all
+    select listing_id, valid_from, category_id, city, price, is_premium, image_count, created_at,
+           false
+    from raw.listing_versions
+    where listing_id in (select listing_id from fresh)
+),
+compared as (
+    select t.*,
+        lag(row(category_id, city, price, is_premium, image_count))
+            over (partition by listing_id order by valid_from) as previous
+    from timeline as t
+),
+added as (
+    insert into raw.listing_versions
+        (listing_id, valid_from, category_id, city, price, is_premium, image_count, created_at, source_file)
+    select listing_id, valid_from, category_id, city, price, is_premium, image_count, created_at, %s
+    from compared
+    where is_new and row(category_id, city, price, is_premium, image_count) is distinct from previous
+    order by listing_id, valid_from
+    returning 1
+)
+select count(*) from added
+"""
+
+#: ``raw.listings`` <- the latest version (by ``valid_from``) of every listing in the file; returns
+#: (listings inserted, listings whose current state changed).
+_CURRENT_SQL = """
+with latest as (
+    select distinct on (v.listing_id) v.*
+    from raw.listing_versions as v
+    where v.listing_id in (select listing_id from _ingest_listings)
+    order by v.listing_id, v.valid_from desc
+),
+upserted as (
+    insert into raw.listings as l
+        (listing_id, category_id, city, price, is_premium, image_count, created_at, source_file)
+    select listing_id, category_id, city, price, is_premium, image_count, created_at, source_file
+    from latest
+    order by listing_id
+    on conflict (listing_id) do update set
+        category_id = excluded.category_id, city = excluded.city, price = excluded.price,
+        is_premium = excluded.is_premium, image_count = excluded.image_count,
+        created_at = excluded.created_at, source_file = excluded.source_file, ingested_at = now()
+    where (l.category_id, l.city, l.price, l.is_premium, l.image_count, l.created_at)
+          is distinct from
+          (excluded.category_id, excluded.city, excluded.price, excluded.is_premium,
+           excluded.image_count, excluded.created_at)
+    returning (xmax = 0) as inserted
+)
+select count(*) filter (where inserted), count(*) filter (where not inserted) from upserted
+"""
 
 
 # ----------------------------------------------------------------------------- shared steps

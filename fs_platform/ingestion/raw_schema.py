@@ -25,6 +25,36 @@ create table if not exists raw.listings (
     source_file  text
 );
 
+-- every distinct attribute state of a listing, keyed by when it became valid (semantics §3); a
+-- warehouse from before versions gets the table once, seeded with each listing's current state
+-- (valid from created_at, or ingested_at when created_at is unknown)
+do $$
+begin
+    if to_regclass('raw.listing_versions') is null then
+        create table raw.listing_versions (
+            listing_id   uuid not null,
+            valid_from   timestamptz not null,
+            category_id  text not null,
+            city         text not null,
+            price        numeric(12, 2) check (price >= 0),
+            is_premium   boolean not null,
+            image_count  integer not null check (image_count >= 0),
+            created_at   timestamptz,
+            ingested_at  timestamptz not null default now(),
+            source_file  text,
+            primary key (listing_id, valid_from)
+        );
+        insert into raw.listing_versions
+            (listing_id, valid_from, category_id, city, price, is_premium, image_count, created_at,
+             ingested_at, source_file)
+        select listing_id, coalesce(created_at, ingested_at), category_id, city, price, is_premium,
+               image_count, created_at, ingested_at, source_file
+        from raw.listings as l
+        where not exists (select 1 from raw.listing_versions as v where v.listing_id = l.listing_id);
+    end if;
+end
+$$;
+
 create table if not exists raw.user_interactions (
     event_id     uuid primary key,
     user_id      uuid not null,

@@ -53,6 +53,8 @@ class ListingRow(pa.DataFrameModel):
     price: Series[float] = pa.Field(nullable=True, ge=0, lt=1e10)
     is_premium: Series[pd.BooleanDtype] = pa.Field(nullable=False)
     image_count: Series[pd.Int64Dtype] = pa.Field(nullable=False, ge=0, le=10_000)
+    #: optional in files; always present after parsing (null when the file has no such column)
+    updated_at: Series[pd.DatetimeTZDtype] = pa.Field(nullable=True, dtype_kwargs={"unit": "us", "tz": "UTC"})
 
     class Config:
         strict = False
@@ -114,5 +116,24 @@ def time_window_reasons(occurred_at: pd.Series, earliest: datetime, latest: date
         "occurred_at "
         + occurred_at[past].astype(str)
         + f" is before the earliest accepted date {earliest.date()}"
+    )
+    return reasons.dropna()
+
+
+def updated_at_reasons(updated_at: pd.Series, created_at: pd.Series, latest: datetime) -> pd.Series:
+    """Reasons for listing ``updated_at`` values that cannot date a version (semantics §3).
+
+    A change dated beyond ``latest`` (now plus the tolerance) or before the listing's own creation
+    would place a version where no state of the listing can have been.
+    """
+    reasons = pd.Series(pd.NA, index=updated_at.index, dtype=object)
+    future = (updated_at > latest).fillna(False).to_numpy(dtype=bool)
+    early = (updated_at < created_at).fillna(False).to_numpy(dtype=bool) & ~future
+    reasons[future] = "updated_at " + updated_at[future].astype(str) + " is in the future"
+    reasons[early] = (
+        "updated_at "
+        + updated_at[early].astype(str)
+        + " is before created_at "
+        + created_at[early].astype(str)
     )
     return reasons.dropna()
