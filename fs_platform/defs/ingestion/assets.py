@@ -78,7 +78,8 @@ def _ingest(
     key="raw_listings",
     group_name="ingestion",
     kinds={"postgres", "python"},
-    description="Listings files (Parquet/CSV/JSONL) upserted into raw.listings; bad rows in raw.rejected_listings.",
+    description="Listings files (Parquet/CSV/JSONL): every attribute change kept in raw.listing_versions, "
+    "raw.listings the current state; bad rows in raw.rejected_listings.",
 )
 def raw_listings(context: dg.AssetExecutionContext, config: IngestConfig, postgres: PostgresResource):
     return _ingest(context, config, postgres, "listings", ingest_listings_file)
