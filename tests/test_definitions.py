@@ -43,10 +43,18 @@ def test_asset_graph_and_freshness():
         "user_features",
         "user_features_history",
         "listing_features",
+        "listing_features_history",
+        "stg_listing_versions",
+        "int_category_price_ranks",
     } <= keys
     # dbt sources resolve to the ingestion assets
     upstream = {k.to_user_string() for k in graph.get(dg.AssetKey("stg_user_interactions")).parent_keys}
     assert upstream == {"raw_user_interactions"}
+    versions_upstream = graph.get(dg.AssetKey("stg_listing_versions")).parent_keys
+    assert dg.AssetKey("raw_listings") in versions_upstream  # written by the listings ingestion
+    # the training set reads the user and the listing histories
+    training_upstream = {k.to_user_string() for k in graph.get(dg.AssetKey("training_set")).parent_keys}
+    assert {"user_features_history", "listing_features_history"} <= training_upstream
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     policy = specs["user_features"].freshness_policy
     assert policy is not None and policy.deadline_cron == "0 4 * * *" and policy.timezone == "UTC"

@@ -8,7 +8,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 from feature_pipeline import assert_features_equal, load_frames, run_partition, run_range, snapshot
-from reference.features import reference_user_features
+from reference.features import reference_price_pct, reference_user_features
 
 from fs_platform.dev.synthetic import generate
 
@@ -266,3 +266,129 @@ def test_dbt_unit_tests_pass(loaded, database_url):
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "PASS=3" in result.stdout
+
+
+# ------------------------------------------------------------------ listings as of their own time
+
+L_CHEAP, L_DEAR, L_BOAT, L_ON_REQUEST = list(CAT_LISTINGS)
+U_REPRICE = "20000000-0000-4000-8000-000000000009"
+
+
+def _versions(conn) -> pd.DataFrame:
+    """raw.listing_versions as the reference reads it (every version of every listing)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "select listing_id::text, valid_from, category_id, city, price::float8, created_at "
+            "from raw.listing_versions"
+        )
+        rows = cur.fetchall()
+    conn.commit()
+    return pd.DataFrame(
+        rows, columns=["listing_id", "valid_from", "category_id", "city", "price", "created_at"]
+    )
+
+
+def _listing_history(conn, day: date) -> dict:
+    with conn.cursor() as cur:
+        cur.execute(
+            "select listing_id::text, category_id, city, price, price_pct, is_premium, image_count "
+            "from features.listing_features_history where as_of = %s order by 1",
+            (datetime.combine(day, datetime.min.time(), tzinfo=UTC),),
+        )
+        rows = {r[0]: r[1:] for r in cur.fetchall()}
+    conn.commit()
+    return rows
+
+
+def _redeliver(conn, folder, name: str, rows: list[dict]) -> None:
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(folder / name)
+    from fs_platform.ingestion.load import ingest_listings_file
+
+    report = ingest_listings_file(conn, folder / name)
+    assert report.rejected == 0, report.reject_reasons
+
+
+def test_partitions_are_reproducible_when_listings_change_later(clean_db, tmp_path):
+    """A partition computed today equals the same partition recomputed after new listings and
+    attribute changes (repriced, category changed, price turned to null, a new cheaper listing), and
+    every partition matches the reference that reads the listing versions; the events' percentiles
+    are frozen at their day ends, so a repricing mid-window splits a user's events."""
+    listings, events = _edge_frames()
+    extra = pd.DataFrame(
+        [
+            {
+                "event_id": f"31000000-0000-4000-8000-{i:012d}",
+                "user_id": U_REPRICE,
+                "listing_id": L_CHEAP,
+                "event_type": "listing_favorited",
+                "occurred_at": ts,
+                "device_type": "ios",
+            }
+            for i, ts in enumerate([T_TS - timedelta(days=3), T_TS + timedelta(days=6)])
+        ]
+    )
+    extra["occurred_at"] = pd.to_datetime(extra["occurred_at"], utc=True)
+    events = pd.concat([events, extra], ignore_index=True)
+    folder = tmp_path / "versions"
+    load_frames(clean_db, listings, events, folder)
+    assert run_partition(T).success
+    users_at_t, listings_at_t = snapshot(clean_db, T), _listing_history(clean_db, T)
+    assert listings_at_t[L_CHEAP][3] == 0.0 and listings_at_t[L_DEAR][3] == 1.0
+
+    base = listings.set_index("listing_id")
+
+    def changed(listing_id: str, **attrs) -> dict:
+        return {"listing_id": listing_id, **base.loc[listing_id].to_dict(), **attrs}
+
+    _redeliver(
+        clean_db,
+        folder,
+        "changes.parquet",
+        [
+            changed(L_CHEAP, price=500.0, updated_at=T_TS + timedelta(days=2)),  # repriced after T
+            changed(L_BOAT, price=None, updated_at=T_TS + timedelta(days=1)),  # price turned to null
+            changed(L_DEAR, category_id="vans"),  # category changed today (no updated_at)
+            {  # a new, cheaper car created after T
+                "listing_id": "10000000-0000-4000-8000-000000000005",
+                "category_id": "cars",
+                "city": "oslo",
+                "price": 50.0,
+                "is_premium": True,
+                "image_count": 3,
+                "created_at": T_TS + timedelta(days=4),
+            },
+        ],
+    )
+    assert run_partition(T).success  # the same partition, recomputed after the changes
+    assert snapshot(clean_db, T) == users_at_t
+    assert _listing_history(clean_db, T) == listings_at_t
+    versions = _versions(clean_db)
+    assert_features_equal(users_at_t, reference_user_features(events, versions, T_TS))
+    for day in (T, T + timedelta(days=10)):
+        if day != T:
+            assert run_partition(day).success
+        at = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        expected_pct = reference_price_pct(versions, at)
+        history = _listing_history(clean_db, day)
+        assert set(history) == set(expected_pct)  # exactly the listings live at the partition
+        for listing_id, row in history.items():
+            expected = expected_pct[listing_id]
+            if expected is None:
+                assert row[3] is None, listing_id
+            else:
+                assert row[3] == pytest.approx(expected, rel=1e-12), listing_id
+
+    later = T + timedelta(days=10)
+    history = _listing_history(clean_db, later)
+    assert history[L_CHEAP][2] == 500.0 and history[L_BOAT][3] is None
+    assert history["10000000-0000-4000-8000-000000000005"][3] == 0.0  # the cheapest car now
+    assert L_DEAR in history  # still a car at T + 10: its category changed only today
+    expected = reference_user_features(
+        events, versions, datetime.combine(later, datetime.min.time(), tzinfo=UTC)
+    )
+    assert_features_equal(snapshot(clean_db, later), expected)
+    # the repricing split U_REPRICE's events: the one before it saw the cheapest car (0.0), the one
+    # after it the dearest (1.0), each frozen at its own day end
+    assert 0.0 < snapshot(clean_db, later)[U_REPRICE]["price_sensitivity"] < 1.0
+    assert snapshot(clean_db, T)[U_REPRICE]["price_sensitivity"] == 0.0

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from feature_pipeline import load_frames, run_range
+from feature_pipeline import load_frames, run_partition, run_range
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference.training_set import reference_examples
@@ -28,6 +28,7 @@ from fs_platform.defs.model.assets import TrainingSetRunConfig, ctr_model_asset,
 from fs_platform.defs.model.checks import ctr_model_promotion
 from fs_platform.dev.synthetic import generate
 from fs_platform.infra.runtime import pg_connect
+from fs_platform.ingestion.load import ingest_listings_file
 from fs_platform.model import registry as model_registry
 from fs_platform.model import workflow
 from fs_platform.model.training import evaluate, roc_auc
@@ -96,12 +97,13 @@ def _db_inputs(conn) -> tuple[list, list, dict]:
         )
         history = cur.fetchall()
         cur.execute(
-            "select listing_id::text, category_id, city, price, price_pct from features.listing_features"
+            "select listing_id::text, as_of, category_id, city, price, price_pct "
+            "from features.listing_features_history"
         )
-        listings = {
-            row[0]: dict(zip(("category_id", "city", "price", "price_pct"), row[1:], strict=True))
-            for row in cur.fetchall()
-        }
+        listings: dict[str, list] = {}
+        for row in cur.fetchall():
+            item = dict(zip(("category_id", "city", "price", "price_pct"), row[2:], strict=True))
+            listings.setdefault(row[0], []).append((row[1], item))
     return events, history, listings
 
 
@@ -277,7 +279,9 @@ def test_gaps_in_history_pick_last_snapshot_within_staleness(world, conn):
         listing, category = cur.fetchone()
         for days_before, share in ((9, 0.9), (5, 0.4)):
             cur.execute(
-                "insert into features.user_features_history values (%s, %s, '{}', 0.3, %s, %s, now())",
+                "insert into features.user_features_history (user_id, category_affinity, city_affinity, "
+                "price_sensitivity, activity_score, activity_weight, as_of, last_updated_at) "
+                "values (%s, %s, '{}', 0.3, %s, 1.0, %s, now())",
                 (user, json.dumps({category: share}), share, d - timedelta(days=days_before)),
             )
         for occurred in (d, d + timedelta(hours=10)):  # two pairs: other listing at midnight exactly
@@ -554,3 +558,42 @@ def test_cli_builds_trains_and_decides_like_the_assets(world, model_set, tmp_pat
         in trained.stdout
     )
     assert lines[-1] == f"current model: {version}"
+
+
+def test_repricing_a_listing_today_changes_no_existing_example(world, conn, tmp_path):
+    """Item features are as of the example time: a listing re-delivered today with another price
+    and category (a new version valid from now) leaves every existing example and partition as it
+    was, after dbt has run again."""
+    first, last = EXAMPLES
+    before = training_set.query_examples(conn, _config(first, last))
+    listing = before.dropna(subset=["price"])["listing_id"].iloc[0]
+    with conn.cursor() as cur:
+        cur.execute(
+            "select category_id, city, price::float8, is_premium, image_count, created_at "
+            "from raw.listings where listing_id = %s",
+            (listing,),
+        )
+        category, city, price, premium, images, created = cur.fetchone()
+    conn.commit()
+    changed = pd.DataFrame(
+        [
+            {
+                "listing_id": listing,
+                "category_id": f"{category}_relisted",
+                "city": city,
+                "price": price * 3 + 1,
+                "is_premium": not premium,
+                "image_count": images + 1,
+                "created_at": created,
+            }
+        ]
+    )
+    changed.to_parquet(tmp_path / "repriced.parquet")
+    report = ingest_listings_file(conn, tmp_path / "repriced.parquet")
+    assert report.versions_added == 1
+    assert run_partition(FEATURE_DAYS[1]).success  # dbt rebuilds the versions and the last partition
+    after = training_set.query_examples(conn, _config(first, last))
+    assert len(after) == len(before)
+    for column in FEATURE_COLUMNS:
+        for a, b in zip(before[column], after[column], strict=True):
+            assert _same(a, b), (column, a, b)

@@ -53,3 +53,19 @@
         {{ exceptions.raise_compiler_error("decay_kind must be 'exponential' or 'linear', got '" ~ kind ~ "'") }}
     {%- endif -%}
 {%- endmacro %}
+
+{# The listing version in force just before `at` (alias `v` of stg_listing_versions), for a listing
+   already live then: what a partition with cutoff `at` knows of the listing. #}
+{% macro version_in_force(v, at) -%}
+    ({{ v }}.valid_from < {{ at }} and ({{ v }}.valid_to is null or {{ v }}.valid_to >= {{ at }}) and {{ v }}.live_from < {{ at }})
+{%- endmacro %}
+
+{# percent_rank of `price` among a category's sorted live prices (int_category_price_ranks):
+   #(prices < price) / (n - 1), by binary search; 0 for the only priced listing, null without a price. #}
+{% macro price_pct_from_ranks(price, prices, priced_listings) -%}
+    case
+        when {{ price }} is null or {{ priced_listings }} is null or {{ priced_listings }} = 0 then null
+        when {{ priced_listings }} = 1 then 0::double precision
+        else width_bucket({{ price }} - 0.005, {{ prices }})::double precision / ({{ priced_listings }} - 1)
+    end
+{%- endmacro %}

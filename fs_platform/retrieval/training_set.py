@@ -7,6 +7,11 @@ millions of examples without moving the history out of the warehouse. Python onl
 finished rows (through ``COPY ... TO STDOUT``, the fastest way out of PostgreSQL), validates them
 with pandera, splits them by date and writes Parquet partitioned by date.
 
+The listing's item features follow the same rule: the latest listing partition ``T_l`` with
+``T_l + availability_lag <= t`` and ``T_l >= t - max_staleness``, the version of the listing in force
+just before ``T_l`` and its price percentile among the category's listings live at ``T_l``, so a
+listing re-priced today changes no existing example.
+
 One example per (user_id, listing_id, UTC day) with at least one event of the pair that day;
 example time ``t`` = the pair's first event that day; label = a contact or favourite that day.
 Every example is kept: examples without a usable snapshot get null user features. Among events
@@ -89,6 +94,9 @@ with pair_day as (
     from raw.user_interactions e
     where e.occurred_at >= %(start)s::timestamptz and e.occurred_at < %(end)s::timestamptz
     group by 1, 2, 3
+),
+listing_partitions as materialized (
+    select distinct as_of from features.int_category_price_ranks
 )
 select p.user_id,
        p.listing_id,
@@ -122,7 +130,31 @@ left join lateral (
     order by s.as_of desc
     limit 1
 ) h on true
-left join features.listing_features l on l.listing_id = p.listing_id
+left join lateral (
+    -- the listing as of the latest listing partition T_l the example could have seen (the same
+    -- lag and staleness as the user's snapshot): its version in force before T_l, its price
+    -- percentile among the category's live listings at T_l
+    select v.category_id,
+           v.city,
+           v.price::float8 as price,
+           case when v.price is null or k.priced_listings is null or k.priced_listings = 0 then null
+                when k.priced_listings = 1 then 0::float8
+                else width_bucket(v.price - 0.005, k.prices)::float8 / (k.priced_listings - 1) end
+               as price_pct,
+           v.is_premium,
+           v.image_count
+    from (
+        select lp.as_of from listing_partitions lp
+        where lp.as_of <= p.example_time - %(availability_lag)s::interval
+          and lp.as_of >= p.example_time - %(max_staleness)s::interval
+        order by lp.as_of desc
+        limit 1
+    ) tl
+    join staging.stg_listing_versions v
+      on v.listing_id = p.listing_id
+     and v.valid_from < tl.as_of and (v.valid_to is null or v.valid_to >= tl.as_of) and v.live_from < tl.as_of
+    left join features.int_category_price_ranks k on k.as_of = tl.as_of and k.category_id = v.category_id
+) l on true
 """
 
 _ARROW_TYPES: dict[str, pa_arrow.DataType] = {

@@ -6,6 +6,7 @@ loops over events with ``math`` only; pandas is used just to read the input fram
 
 from __future__ import annotations
 
+import bisect
 import math
 from datetime import datetime
 
@@ -26,34 +27,87 @@ def _is_null(value: object) -> bool:
     return value is None or bool(pd.isna(value))
 
 
-def reference_price_pct(listings: pd.DataFrame) -> dict[str, float | None]:
-    """Map listing_id -> percent_rank of its price within its category (SQL ``percent_rank()``).
+def listing_versions(listings: pd.DataFrame) -> dict[str, list[dict]]:
+    """listing_id -> its versions, oldest first, each ``{valid_from, category_id, city, price, live_from}``.
+
+    ``listings`` may be a plain listing table (one version each, valid from ``created_at``, or from
+    the beginning of time without that column) or a version table with a ``valid_from`` column.
+    """
+    far_past = pd.Timestamp.min.tz_localize("UTC")
+    by_listing: dict[str, list[dict]] = {}
+    for row in listings.to_dict("records"):
+        created = row.get("created_at")
+        created = far_past if _is_null(created) else pd.Timestamp(created)
+        valid_from = row.get("valid_from")
+        valid_from = created if _is_null(valid_from) else pd.Timestamp(valid_from)
+        by_listing.setdefault(row["listing_id"], []).append(
+            {
+                "valid_from": valid_from,
+                "category_id": row["category_id"],
+                "city": str(row["city"]).lower(),
+                "price": None if _is_null(row.get("price")) else float(row["price"]),
+                "created_at": created,
+            }
+        )
+    for versions in by_listing.values():
+        versions.sort(key=lambda v: v["valid_from"])
+        live_from = min(v["created_at"] for v in versions)
+        if live_from == far_past:
+            live_from = versions[0]["valid_from"]
+        for v in versions:
+            v["live_from"] = live_from
+    return by_listing
+
+
+def version_at(versions: list[dict], at: pd.Timestamp) -> dict | None:
+    """The version in force just before ``at`` (valid_from < at), for a listing live before ``at``."""
+    current = None
+    for v in versions:
+        if v["valid_from"] < at:
+            current = v
+    if current is None or not current["live_from"] < at:
+        return None
+    return current
+
+
+def reference_price_pct(
+    listings: pd.DataFrame | dict[str, list[dict]], at: datetime | None = None
+) -> dict[str, float | None]:
+    """Map listing_id -> percent_rank of its price within its category, among the priced listings
+    live at ``at`` with the version in force just before it (SQL ``percent_rank()``).
 
     percent_rank = (rank - 1) / (n - 1), rank = 1 + number of strictly lower prices in the
     category (ties share the lowest rank); 0.0 when the category has a single priced listing.
-    Listings with a null price map to None and do not count towards n.
+    Listings with a null price map to None and do not count towards n; listings not live at ``at``
+    are absent. ``at=None``: every listing's latest version.
     """
+    when = pd.Timestamp.max.tz_localize("UTC") if at is None else pd.Timestamp(at)
+    by_listing = listings if isinstance(listings, dict) else listing_versions(listings)
+    state: dict[str, dict] = {}
+    for listing_id, versions in by_listing.items():
+        v = versions[-1] if at is None else version_at(versions, when)
+        if v is not None:
+            state[listing_id] = v
+
     prices_by_category: dict[str, list[float]] = {}
-    for row in listings.itertuples(index=False):
-        if not _is_null(row.price):
-            prices_by_category.setdefault(row.category_id, []).append(float(row.price))
+    for v in state.values():
+        if v["price"] is not None:
+            prices_by_category.setdefault(v["category_id"], []).append(v["price"])
+    for prices in prices_by_category.values():
+        prices.sort()
 
     result: dict[str, float | None] = {}
-    for row in listings.itertuples(index=False):
-        if _is_null(row.price):
-            result[row.listing_id] = None
+    for listing_id, v in state.items():
+        if v["price"] is None:
+            result[listing_id] = None
             continue
-        prices = prices_by_category[row.category_id]
+        prices = prices_by_category[v["category_id"]]
         n = len(prices)
         if n == 1:
-            result[row.listing_id] = 0.0
+            result[listing_id] = 0.0
             continue
-        price = float(row.price)
-        rank = 1
-        for other in prices:
-            if other < price:
-                rank += 1
-        result[row.listing_id] = (rank - 1) / (n - 1)
+        lower = bisect.bisect_left(prices, v["price"])  # how many prices are strictly lower
+        result[listing_id] = lower / (n - 1)
     return result
 
 
@@ -79,6 +133,9 @@ def reference_user_features(
 ) -> dict[str, dict]:
     """Compute per-user features as of ``cutoff`` (tz-aware UTC).
 
+    ``listings``: listing rows or listing versions (see ``listing_versions``). Each event counts
+    with its listing's category, city and price percentile at the end of the event's UTC day.
+
     Returns ``{user_id: {"category_affinity": {cat: share}, "city_affinity": {city: share},
     "price_sensitivity": float | None, "activity_score": float}}`` for every user with at
     least one in-window event (``cutoff - window_days <= occurred_at < cutoff``) of weight > 0.
@@ -90,8 +147,8 @@ def reference_user_features(
 
     cutoff_ts = pd.Timestamp(cutoff)
     window_start = cutoff_ts - pd.Timedelta(days=window_days)
-    price_pct = reference_price_pct(listings)
-    listing_info = {row.listing_id: (row.category_id, row.city) for row in listings.itertuples(index=False)}
+    versions = listing_versions(listings)
+    pct_at_day_end: dict[pd.Timestamp, dict[str, float | None]] = {}
 
     # Per-user accumulators.
     total: dict[str, float] = {}
@@ -108,9 +165,13 @@ def reference_user_features(
         t = pd.Timestamp(ev.occurred_at)
         if not (window_start <= t < cutoff_ts):
             continue
-        if ev.listing_id not in listing_info:
+        # the listing as the user saw it: its version and price percentile at the end of the
+        # event's UTC day (frozen there: later listings and price changes never move it)
+        day_end = t.tz_convert("UTC").normalize() + pd.Timedelta(days=1)
+        version = version_at(versions.get(ev.listing_id, []), day_end)
+        if version is None:
             continue
-        category, city = listing_info[ev.listing_id]
+        category, city = version["category_id"], version["city"]
         age_days = (cutoff_ts - t).total_seconds() / 86400
         v = w * _decay(age_days, decay, half_life_days, window_days)
 
@@ -120,7 +181,9 @@ def reference_user_features(
         cats[category] = cats.get(category, 0.0) + v
         cities = by_city.setdefault(user, {})
         cities[city] = cities.get(city, 0.0) + v
-        pct = price_pct[ev.listing_id]
+        if day_end not in pct_at_day_end:
+            pct_at_day_end[day_end] = reference_price_pct(versions, day_end)
+        pct = pct_at_day_end[day_end][ev.listing_id]
         if pct is not None:
             has_priced[user] = True
             priced_v[user] = priced_v.get(user, 0.0) + v

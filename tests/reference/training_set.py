@@ -15,7 +15,7 @@ POSITIVE = {"listing_contact_clicked", "listing_favorited"}
 def reference_examples(
     events: list[tuple[str, str, str, str, datetime, str, datetime]],
     history: list[tuple[str, datetime, dict, dict, float | None, float]],
-    listings: dict[str, dict],
+    listings: dict[str, list[tuple[datetime, dict]]],
     start: date,
     end: date,
     max_staleness: timedelta = timedelta(days=7),
@@ -23,7 +23,9 @@ def reference_examples(
 ) -> dict[tuple[str, str, str], dict]:
     """events: (event_id, user_id, listing_id, event_type, occurred_at, device_type, ingested_at);
     history: (user_id, as_of, category_affinity, city_affinity, price_sensitivity, activity_score);
-    listings: listing_id -> listing_features row. Returns {(user, listing, 'YYYY-MM-DD'): example}."""
+    listings: listing_id -> [(as_of, listing_features_history row)]: the item features of the
+    latest listing partition under the same lag and staleness rule as the user's snapshot.
+    Returns {(user, listing, 'YYYY-MM-DD'): example}."""
     pairs: dict[tuple[str, str, str], list] = defaultdict(list)
     for event in events:
         day = event[4].astimezone(UTC).date()
@@ -46,7 +48,15 @@ def reference_examples(
                 and (best is None or as_of > best[1])
             ):
                 best = snap
-        item = listings.get(listing, {})
+        item: dict = {}
+        item_as_of = None
+        for as_of, row in listings.get(listing, []):
+            if (
+                as_of + availability_lag <= t
+                and as_of >= t - max_staleness
+                and (item_as_of is None or as_of > item_as_of)
+            ):
+                item, item_as_of = row, as_of
         example = {
             "example_time": t,
             "label": int(any(e[3] in POSITIVE for e in pair_events)),

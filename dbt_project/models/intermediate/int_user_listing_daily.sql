@@ -1,7 +1,8 @@
 {#
-  Per (user, listing, UTC day) rollup of weighted events (w > 0), decayed to the day's end E.
-  Features for any cutoff T are exact functions of these sums (semantics §4), so a daily run reads
-  one day of raw events instead of the whole window.
+  Per (user, listing, UTC day) rollup of weighted events (w > 0), decayed to the day's end E, with
+  the listing's category, city and price percentile frozen at E. Features for any cutoff T are exact
+  functions of these rows (semantics §4), so a daily run reads one day of raw events instead of the
+  whole window, and no listing table.
 
   Incremental: rebuilds the days in the window that are not yet rolled up (first run, days after
   the newest rolled-up day, a backfill further back than the oldest) plus the last
@@ -87,6 +88,30 @@ rolled_up as (
     from weighted
     where weight > 0
     group by user_id, listing_id, event_day
+),
+
+{#- The listing as the user saw it that day: its attributes and price percentile at the day's end E,
+    frozen here for good (later listings and price changes never move them). Events on a listing
+    with no version in force at E (not yet live) carry no features and are dropped. #}
+frozen_at_day_end as (
+    select
+        r.user_id,
+        r.listing_id,
+        r.event_day,
+        r.exp_weight_at_day_end,
+        r.weight_sum,
+        r.weight_age_sum,
+        r.event_count,
+        v.category_id,
+        v.city,
+        {{ price_pct_from_ranks('v.price', 'k.prices', 'k.priced_listings') }} as price_pct
+    from rolled_up as r
+    inner join {{ ref('stg_listing_versions') }} as v
+        on v.listing_id = r.listing_id
+        and {{ version_in_force('v', "((r.event_day + 1)::timestamp at time zone 'UTC')") }}
+    left join {{ ref('int_category_price_ranks') }} as k
+        on k.as_of = ((r.event_day + 1)::timestamp at time zone 'UTC')
+        and k.category_id = v.category_id
 )
 
-select * from rolled_up
+select * from frozen_at_day_end

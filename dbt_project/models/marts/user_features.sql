@@ -10,6 +10,7 @@ latest as (
         city_affinity,
         price_sensitivity,
         activity_score,
+        activity_weight,
         as_of,
         last_updated_at
     from history

@@ -3,6 +3,15 @@
   daily rollups of the window [T - window_days, T). Re-running a partition replaces its snapshot.
   `full_refresh=false`: a --full-refresh rebuilds the rollups from raw events but never wipes the
   other snapshots (drop the table by hand for a schema change).
+
+  The daily run touches only what changed (exponential decay). Each rollup row carries its
+  listing's attributes and percentile frozen at its day end, so from T - 1 day to T a user's window
+  changes only through the day entering it (T - 1 day, plus the late-arrival days the rollups
+  rebuilt) and the day leaving it. Those users are recomputed exactly from their rollups; everyone
+  else keeps their shares and price_sensitivity, and their decayed sum S (activity_weight) is
+  multiplied by 0.5^(1/h), which is exact for exponential decay. Without the previous day's snapshot,
+  on --full-refresh and for linear decay (every weight moves by a different amount each day), the
+  whole window is recomputed.
 #}
 {{
     config(
@@ -16,10 +25,36 @@
     )
 }}
 
-with rollups as (
+{% set carry = var('decay_kind') == 'exponential' and is_incremental() and not flags.FULL_REFRESH %}
+{% set previous_as_of %}({{ cutoff_ts() }} - interval '1 day'){% endset %}
+
+with
+{%- if carry %}
+previous as (
+    select * from {{ this }} where as_of = {{ previous_as_of }}
+),
+
+-- no snapshot of the day before: nothing to carry, recompute everyone
+has_previous as (
+    select exists (select 1 from previous) as yes
+),
+
+-- users whose window differs from the previous day's: a rollup day entered (or was rebuilt by the
+-- rollups' late-arrival rule) or the day leaving the window
+touched as (
+    select distinct user_id
+    from {{ ref('int_user_listing_daily') }}
+    where (event_day >= {{ cutoff_day() }} - 1 - {{ var('late_arrival_days') | int }} and event_day < {{ cutoff_day() }})
+       or event_day = {{ cutoff_day() }} - 1 - {{ window_days() }}
+),
+{%- endif %}
+
+rollups as (
     select
         r.user_id,
-        r.listing_id,
+        r.category_id,
+        r.city,
+        r.price_pct,
         r.exp_weight_at_day_end,
         r.weight_sum,
         r.weight_age_sum,
@@ -27,18 +62,20 @@ with rollups as (
     from {{ ref('int_user_listing_daily') }} as r
     where r.event_day >= {{ cutoff_day() }} - {{ window_days() }}
       and r.event_day < {{ cutoff_day() }}
+    {%- if carry %}
+      and (not (select yes from has_previous) or r.user_id in (select user_id from touched))
+    {%- endif %}
 ),
 
 decayed as (
     select
-        r.user_id,
-        l.category_id,
-        l.city,
-        l.price_pct,
-        {{ decayed_rollup_value('r.days_to_cutoff', 'r.exp_weight_at_day_end', 'r.weight_sum', 'r.weight_age_sum') }}
+        user_id,
+        category_id,
+        city,
+        price_pct,
+        {{ decayed_rollup_value('days_to_cutoff', 'exp_weight_at_day_end', 'weight_sum', 'weight_age_sum') }}
             as decayed_weight
-    from rollups as r
-    inner join {{ ref('listing_features') }} as l on l.listing_id = r.listing_id
+    from rollups
 ),
 
 -- one pass computes the per-category, per-city and per-user sums
@@ -83,19 +120,53 @@ per_user as (
     group by user_id
 ),
 
-final as (
+recomputed as (
     select
         user_id::uuid as user_id,
         case when total_weight > 0 then category_affinity else '{}'::jsonb end as category_affinity,
         case when total_weight > 0 then city_affinity else '{}'::jsonb end as city_affinity,
         (price_pct_weighted / nullif(priced_weight, 0))::double precision as price_sensitivity,
+        total_weight::double precision as activity_weight
+    from per_user
+),
+
+{%- if carry %}
+
+carried as (
+    select
+        p.user_id,
+        p.category_affinity,
+        p.city_affinity,
+        p.price_sensitivity,
+        p.activity_weight * power(0.5::double precision, 1.0 / {{ var('half_life_days') | float }}) as activity_weight
+    from previous as p
+    where (select yes from has_previous)
+      and not exists (select 1 from touched as t where t.user_id = p.user_id)
+),
+{%- endif %}
+
+all_users as (
+    select * from recomputed
+    {%- if carry %}
+    union all
+    select * from carried
+    {%- endif %}
+),
+
+final as (
+    select
+        user_id,
+        category_affinity,
+        city_affinity,
+        price_sensitivity,
         -- 1 - exp(-S/scale) rounds to 1.0 for S > ~37 * scale; clamp to the largest double below 1
         -- so the documented range [0, 1) holds (a change of at most 1.1e-16)
-        least(1 - exp(-total_weight / {{ var('activity_scale') | float }}), 1 - 1.1102230246251565e-16)::double precision
+        least(1 - exp(-activity_weight / {{ var('activity_scale') | float }}), 1 - 1.1102230246251565e-16)::double precision
             as activity_score,
+        activity_weight,
         {{ cutoff_ts() }} as as_of,
         now() as last_updated_at
-    from per_user
+    from all_users
 )
 
 select * from final

@@ -53,7 +53,7 @@ def _failure(exc: training_set.TrainingSetWindowError) -> dg.Failure:
 
 @dg.asset(
     key=TRAINING_SET,
-    deps=[dg.AssetKey("user_features_history"), dg.AssetKey("listing_features")],
+    deps=[dg.AssetKey("user_features_history"), dg.AssetKey("listing_features_history")],
     group_name="model",
     description="Point-in-time correct examples as Parquet partitioned by date, split by date.",
     kinds={"postgres", "parquet"},

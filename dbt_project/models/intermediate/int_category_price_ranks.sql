@@ -1,0 +1,56 @@
+{#
+  The price distribution of each category as of each partition cutoff T: the sorted prices of the
+  priced listings live at T (created before T, attributes of the version in force just before T).
+  A listing's price_pct at T is then one binary search: percent_rank = #(prices < p) / (n - 1),
+  i.e. width_bucket(p - 0.005, prices) / (n - 1) (prices have two decimals, so this is exact).
+
+  This is the compact form of a per-partition listing history: one row per (T, category) instead of
+  one per (T, listing) (docs/feature_pipeline.md has the sizes). A day's distribution never changes
+  once built: later listings and price changes are valid from later times and never reach it.
+
+  Incremental: builds the days of the window [T - window_days + 1, T] that are missing (the user
+  features freeze each event's percentile at its day end, so the window's day ends are needed) and
+  always T itself.
+#}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='delete+insert',
+        unique_key='as_of',
+        on_schema_change='fail',
+        indexes=[{'columns': ['as_of', 'category_id'], 'unique': true}],
+    )
+}}
+
+with wanted as (
+    select day_start as as_of
+    from generate_series(
+        {{ cutoff_ts() }} - ({{ window_days() }} - 1) * interval '1 day', {{ cutoff_ts() }}, interval '1 day'
+    ) as day_start
+    {% if is_incremental() %}
+    where day_start = {{ cutoff_ts() }}
+       or not exists (select 1 from {{ this }} as r where r.as_of = day_start)
+    {% endif %}
+),
+
+live_versions as (
+    select
+        w.as_of,
+        v.category_id,
+        v.price
+    from wanted as w
+    inner join {{ ref('stg_listing_versions') }} as v on {{ version_in_force('v', 'w.as_of') }}
+),
+
+final as (
+    select
+        as_of,
+        category_id,
+        count(price)::integer as priced_listings,
+        coalesce(array_agg(price order by price) filter (where price is not null), '{}')::numeric(12, 2)[]
+            as prices
+    from live_versions
+    group by as_of, category_id
+)
+
+select * from final

@@ -1,0 +1,31 @@
+{# Every attribute state of every listing with the interval it was in force: [valid_from, valid_to),
+   valid_to null for the current version. `live_from` is when the listing entered the catalogue
+   (its creation, else its first version). "As of T" means the state in force just before T:
+   valid_from < T and (valid_to is null or valid_to >= T), for a listing with live_from < T
+   (macro version_in_force). A table, not a view: every partition joins it by (listing_id, time). #}
+{{ config(materialized='table', indexes=[{'columns': ['listing_id', 'valid_from'], 'unique': true}]) }}
+
+-- depends_on: {{ source('raw', 'listings') }}
+{#- the versions are written by the raw_listings asset with raw.listings (the lineage Dagster shows) #}
+with source as (
+    select * from {{ source('raw', 'listing_versions') }}
+),
+
+typed as (
+    select
+        listing_id,
+        valid_from,
+        lead(valid_from) over (partition by listing_id order by valid_from) as valid_to,
+        category_id,
+        lower(city) as city,
+        price,
+        is_premium,
+        image_count,
+        coalesce(
+            min(created_at) over (partition by listing_id),
+            min(valid_from) over (partition by listing_id)
+        ) as live_from
+    from source
+)
+
+select * from typed
