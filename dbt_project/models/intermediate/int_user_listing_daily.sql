@@ -91,8 +91,29 @@ rolled_up as (
 ),
 
 {#- The listing as the user saw it that day: its attributes and price percentile at the day's end E,
-    frozen here for good (later listings and price changes never move them). Events on a listing
-    with no version in force at E (not yet live) carry no features and are dropped. #}
+    frozen here for good (later listings and price changes never move them). The percentile is a
+    window over the listings live at E (one sort per day end rolled up), not a lookup in the sorted
+    price arrays: reading a large array once per row costs far more than sorting the day's listings.
+    Events on a listing with no version in force at E (not yet live) carry no features and are dropped. #}
+day_ends as (
+    select distinct ((event_day + 1)::timestamp at time zone 'UTC') as day_end from rolled_up
+),
+
+live_at_day_end as (
+    select d.day_end, v.listing_id, v.category_id, v.city, v.price
+    from day_ends as d
+    inner join {{ ref('stg_listing_versions') }} as v on {{ version_in_force('v', 'd.day_end') }}
+),
+
+priced_at_day_end as (
+    select
+        day_end,
+        listing_id,
+        percent_rank() over (partition by day_end, category_id order by price)::double precision as price_pct
+    from live_at_day_end
+    where price is not null
+),
+
 frozen_at_day_end as (
     select
         r.user_id,
@@ -102,16 +123,14 @@ frozen_at_day_end as (
         r.weight_sum,
         r.weight_age_sum,
         r.event_count,
-        v.category_id,
-        v.city,
-        {{ price_pct_from_ranks('v.price', 'k.prices', 'k.priced_listings') }} as price_pct
+        l.category_id,
+        l.city,
+        p.price_pct
     from rolled_up as r
-    inner join {{ ref('stg_listing_versions') }} as v
-        on v.listing_id = r.listing_id
-        and {{ version_in_force('v', "((r.event_day + 1)::timestamp at time zone 'UTC')") }}
-    left join {{ ref('int_category_price_ranks') }} as k
-        on k.as_of = ((r.event_day + 1)::timestamp at time zone 'UTC')
-        and k.category_id = v.category_id
+    inner join live_at_day_end as l
+        on l.listing_id = r.listing_id and l.day_end = ((r.event_day + 1)::timestamp at time zone 'UTC')
+    left join priced_at_day_end as p
+        on p.listing_id = r.listing_id and p.day_end = l.day_end
 )
 
 select * from frozen_at_day_end
