@@ -27,6 +27,7 @@ import time
 from datetime import UTC, date, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.common import target, write_result
@@ -197,6 +198,58 @@ def _truth_auc(workdir: Path, scale: str, test: pd.DataFrame) -> tuple[float, fl
     return roc_auc(y, joined["p"].to_numpy()), roc_auc(y, joined["true_p"].to_numpy()), len(joined)
 
 
+#: the item-feature join as it was before item features were as of the example time: today's
+#: listing_features for every example, whatever its date
+TODAYS_ITEM_JOIN = "left join features.listing_features l on l.listing_id = p.listing_id\n"
+ITEM_COLUMNS = ("category_id", "city", "price", "price_pct", "is_premium", "image_count")
+
+
+def _todays_items_frame(database_url: str, config: training_set.TrainingSetConfig) -> pd.DataFrame:
+    """The same examples with the listing joined as it is today (the leak the as-of join removes)."""
+    as_of_sql = training_set.EXAMPLES_SQL
+    cut = as_of_sql.index("left join lateral (\n    -- the listing as of")
+    conn = pg_connect(database_url)
+    try:
+        training_set.EXAMPLES_SQL = as_of_sql[:cut] + TODAYS_ITEM_JOIN
+        frame = training_set.query_examples(conn, config)
+    finally:
+        training_set.EXAMPLES_SQL = as_of_sql
+        conn.close()
+    return training_set.assign_split(frame, config)
+
+
+def _item_features_effect(database_url: str, config, built) -> dict[str, float]:
+    """What a data scientist sees differently: the share of examples whose item features differ
+    between the as-of join and today's listings, and the test AUC of a model trained on each."""
+    from fs_platform.model.training import train
+
+    as_of = built.frame.sort_values(["user_id", "listing_id", "example_date"]).reset_index(drop=True)
+    today = _todays_items_frame(database_url, config)
+    today = today.sort_values(["user_id", "listing_id", "example_date"]).reset_index(drop=True)
+    assert len(today) == len(as_of)
+    changed = np.zeros(len(as_of), dtype=bool)
+    for column in ITEM_COLUMNS:
+        a, b = as_of[column], today[column]
+        both_null = a.isna() & b.isna()
+        if column in ("price", "price_pct"):
+            differ = ~np.isclose(a.astype(float), b.astype(float), rtol=1e-12, atol=0, equal_nan=True)
+        else:
+            differ = a.astype(object).ne(b.astype(object))
+        changed |= np.asarray(differ & ~both_null)
+    price_pct_changed = ~np.isclose(
+        as_of["price_pct"].astype(float), today["price_pct"].astype(float), rtol=1e-12, atol=0, equal_nan=True
+    )
+    aucs = {
+        name: train(frame).metrics["model"]["roc_auc"] for name, frame in (("as_of", as_of), ("today", today))
+    }
+    return {
+        "examples_with_changed_item_features_share": float(changed.mean()),
+        "examples_with_changed_price_pct_share": float(price_pct_changed.mean()),
+        "model_test_auc_items_as_of_example_time": aucs["as_of"],
+        "model_test_auc_items_as_of_today": aucs["today"],
+    }
+
+
 def run(scale: str, runs: int, workdir: Path) -> Path:
     database_url = bench_database(scale)
     last_event = last_event_time(database_url)
@@ -222,6 +275,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
     rows = built.metadata["rows"]
 
     trained = _train(built.path, registry_root(workdir, scale))
+    item_effect = _item_features_effect(database_url, config, built)
     m = trained["metrics"]
     model_auc, true_auc, covered = _truth_auc(workdir, scale, trained["test"])
     model, glob, aff = m["model"], m["baseline_global_rate"], m["baseline_affinity_only"]
@@ -260,6 +314,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
         "global_rate_test_log_loss": glob["log_loss"],
         "affinity_only_test_log_loss": aff["log_loss"],
         "model_test_ece": model["ece"],
+        **item_effect,
     }
     targets = [
         target(
