@@ -5,10 +5,14 @@
    (macro version_in_force). A table, not a view: every partition joins it by (listing_id, time). #}
 {{ config(materialized='table', indexes=[{'columns': ['listing_id', 'valid_from'], 'unique': true}]) }}
 
--- depends_on: {{ source('raw', 'listings') }}
-{#- the versions are written by the raw_listings asset with raw.listings (the lineage Dagster shows) #}
+{#- raw.listing_versions is written by the same ingestion asset as raw.listings (raw_listings), so it
+    is addressed through that source: the lineage Dagster shows is raw_listings -> this model, with
+    no second, unmaterialized "raw/listing_versions" asset beside it. #}
+{%- set listings = source('raw', 'listings') -%}
+{%- set listing_versions = api.Relation.create(
+    database=listings.database, schema=listings.schema, identifier='listing_versions') -%}
 with source as (
-    select * from {{ source('raw', 'listing_versions') }}
+    select * from {{ listing_versions }}
 ),
 
 typed as (
