@@ -251,6 +251,7 @@ DEFAULT_IN_COMPOSE = {
     "FS_MODEL_REGISTRY_DIR",
     "FS_DBT_PROJECT_DIR",  # set by the Dockerfile, where the image keeps dbt_project/
     "FS_FEATURE_CUTOFF",  # set per partition run by the feature asset
+    "FS_FEATURE_RANGE_START",  # set per range run by the feature asset
 }
 #: operator choices and secrets: passed through from .env, empty when unset, never a literal value
 FROM_OPERATOR = ("FS_API_KEYS", "FS_ALERT_WEBHOOK_URL")

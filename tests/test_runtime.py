@@ -16,7 +16,8 @@ from fs_platform.infra.runtime import pg_env, redact
 
 def _cli(home: Path, *args: str) -> str:
     cli = Path(sys.executable).with_name("fs-platform")
-    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/bin:/bin", "FS_HOME": str(home)}
+    # /usr/sbin: as root, the embedded PostgreSQL creates its unprivileged user with useradd
+    env = {"PATH": str(Path(sys.executable).parent) + ":/usr/sbin:/usr/bin:/sbin:/bin", "FS_HOME": str(home)}
     result = subprocess.run([str(cli), *args], capture_output=True, text=True, env=env, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout

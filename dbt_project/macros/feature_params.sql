@@ -9,6 +9,35 @@
     {%- endif -%}
 {%- endmacro %}
 
+{# The first cutoff of a range run (a backfill of partitions S..T in one dbt invocation): S as a
+   timestamptz literal from FS_FEATURE_RANGE_START, else T itself (a one-partition run). The rollups
+   and price lists then cover every window of the range, and user_features_history builds the
+   snapshots S..T-1 day by day before T's. #}
+{% macro range_start_ts() -%}
+    {%- set start = env_var('FS_FEATURE_RANGE_START', '') -%}
+    {%- if start -%}
+        (least('{{ start }}'::timestamptz, {{ cutoff_ts() }}))
+    {%- else -%}
+        {{ cutoff_ts() }}
+    {%- endif -%}
+{%- endmacro %}
+
+{# The cutoffs S, S + 1 day, ..., before T of a range run, as timestamptz literals (empty for a
+   one-partition run): the earlier snapshots user_features_history computes in its pre-hook. #}
+{% macro range_cutoffs_before_cutoff() -%}
+    {%- set start = env_var('FS_FEATURE_RANGE_START', '') -%}
+    {%- set cutoff = var('cutoff', none) or env_var('FS_FEATURE_CUTOFF', '') -%}
+    {%- set days = [] -%}
+    {%- if start and cutoff -%}
+        {%- set first = modules.datetime.datetime.fromisoformat(start) -%}
+        {%- set last = modules.datetime.datetime.fromisoformat(cutoff) -%}
+        {%- for k in range((last - first).days) -%}
+            {%- do days.append("('" ~ (first + modules.datetime.timedelta(days=k)).isoformat() ~ "'::timestamptz)") -%}
+        {%- endfor -%}
+    {%- endif -%}
+    {{ return(days) }}
+{%- endmacro %}
+
 {# The UTC day of T (partition D). #}
 {% macro cutoff_day() -%}
     (({{ cutoff_ts() }} at time zone 'UTC')::date)

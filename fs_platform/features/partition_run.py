@@ -20,6 +20,8 @@ from typing import Any
 
 #: the environment variable the dbt macro ``cutoff_ts()`` reads
 CUTOFF_ENV = "FS_FEATURE_CUTOFF"
+#: the first cutoff S of a range run (macro ``range_start_ts()``); unset for one partition
+RANGE_START_ENV = "FS_FEATURE_RANGE_START"
 
 
 def cutoff_for_partition(partition: str | date) -> datetime:
@@ -49,8 +51,11 @@ def partition_run(
     overrides: Mapping[str, Any] | None = None,
     full_refresh: bool = False,
     extra_args: Sequence[str] = (),
+    range_start: str | date | None = None,
 ) -> PartitionRun:
-    """The dbt call that computes partition ``partition``.
+    """The dbt call that computes partition ``partition``, or with ``range_start`` every partition
+    from ``range_start`` to ``partition`` in one invocation (a backfill: one dbt start-up, one pass
+    of the data tests, the snapshots built oldest first in the same run).
 
     ``build`` runs the models and their data tests; dbt unit tests check the SQL logic rather than
     the data, so they run in the test suite, not on every partition.
@@ -64,7 +69,14 @@ def partition_run(
     if full_refresh:
         args.append("--full-refresh")
     args += list(extra_args)
-    return PartitionRun(cutoff.date(), cutoff, args, {CUTOFF_ENV: cutoff.isoformat()})
+    # RANGE_START_ENV "" = one partition, whatever the caller's environment holds
+    env = {CUTOFF_ENV: cutoff.isoformat(), RANGE_START_ENV: ""}
+    if range_start is not None:
+        start = cutoff_for_partition(range_start)
+        if start > cutoff:
+            raise ValueError(f"range start {start:%Y-%m-%d} is after the partition {cutoff:%Y-%m-%d}")
+        env[RANGE_START_ENV] = start.isoformat()
+    return PartitionRun(cutoff.date(), cutoff, args, env)
 
 
 @contextmanager

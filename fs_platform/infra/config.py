@@ -153,6 +153,12 @@ _DECLARED = [
         unset="today 00:00 UTC",
     ),
     EnvVar(
+        "FS_FEATURE_RANGE_START",
+        None,
+        "The first cutoff `S` of a range run (a backfill `S..T` in one dbt invocation; set by the Dagster asset).",
+        unset="one partition",
+    ),
+    EnvVar(
         "FS_REDIS_PREFIX",
         "fs",
         "Prefix of every online-store key in Redis (one Redis can host several stores).",

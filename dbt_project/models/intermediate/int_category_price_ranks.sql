@@ -8,9 +8,9 @@
   one per (T, listing) (docs/feature_pipeline.md has the sizes). A day's distribution never changes
   once built: later listings and price changes are valid from later times and never reach it.
 
-  Incremental: builds the days of the window [T - window_days + 1, T] that are missing (the user
-  features freeze each event's percentile at its day end, so the window's day ends are needed) and
-  always T itself.
+  Incremental: builds the days of the window [T - window_days + 1, T] that are missing and always
+  T itself (for a range run S..T: the days from S - window_days + 1 that are missing, and always
+  S..T).
 #}
 {{
     config(
@@ -25,10 +25,10 @@
 with wanted as (
     select day_start as as_of
     from generate_series(
-        {{ cutoff_ts() }} - ({{ window_days() }} - 1) * interval '1 day', {{ cutoff_ts() }}, interval '1 day'
+        {{ range_start_ts() }} - ({{ window_days() }} - 1) * interval '1 day', {{ cutoff_ts() }}, interval '1 day'
     ) as day_start
     {% if is_incremental() %}
-    where day_start = {{ cutoff_ts() }}
+    where day_start >= {{ range_start_ts() }}
        or not exists (select 1 from {{ this }} as r where r.as_of = day_start)
     {% endif %}
 ),

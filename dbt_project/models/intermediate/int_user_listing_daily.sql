@@ -25,7 +25,8 @@
     )
 }}
 
-{% set window_start %}({{ cutoff_ts() }} - interval '{{ window_days() }} days'){% endset %}
+{#- the window of the range's first cutoff (T itself unless this is a range run) -#}
+{% set window_start %}({{ range_start_ts() }} - interval '{{ window_days() }} days'){% endset %}
 {% set weighted_types = [] %}
 {% for event_type, weight in var('event_weights').items() if weight | float > 0 %}
     {% do weighted_types.append(event_type) %}

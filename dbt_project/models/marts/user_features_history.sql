@@ -12,6 +12,11 @@
   multiplied by 0.5^(1/h), which is exact for exponential decay. Without the previous day's snapshot,
   on --full-refresh and for linear decay (every weight moves by a different amount each day), the
   whole window is recomputed.
+
+  A range run (a backfill S..T in one dbt invocation, FS_FEATURE_RANGE_START = S) inserts the
+  snapshots S, S + 1 day, ..., T - 1 day in its pre-hook, each carried from the one before, then T's
+  as usual; the snapshots are the same as those of the days run one by one (tested). The snapshot
+  SQL itself is the macro user_features_snapshot.
 #}
 {{
     config(
@@ -21,152 +26,9 @@
         on_schema_change='fail',
         full_refresh=false,
         indexes=[{'columns': ['as_of']}],
+        pre_hook="{{ insert_snapshots_before_cutoff() }}",
         post_hook="delete from {{ this }} where as_of < {{ cutoff_ts() }} - interval '{{ var('history_retention_days') | int }} days'",
     )
 }}
 
-{% set carry = var('decay_kind') == 'exponential' and is_incremental() and not flags.FULL_REFRESH %}
-{% set previous_as_of %}({{ cutoff_ts() }} - interval '1 day'){% endset %}
-
-with
-{%- if carry %}
-previous as (
-    select * from {{ this }} where as_of = {{ previous_as_of }}
-),
-
--- no snapshot of the day before: nothing to carry, recompute everyone
-has_previous as (
-    select exists (select 1 from previous) as yes
-),
-
--- users whose window differs from the previous day's: a rollup day entered (or was rebuilt by the
--- rollups' late-arrival rule) or the day leaving the window
-touched as (
-    select distinct user_id
-    from {{ ref('int_user_listing_daily') }}
-    where (event_day >= {{ cutoff_day() }} - 1 - {{ var('late_arrival_days') | int }} and event_day < {{ cutoff_day() }})
-       or event_day = {{ cutoff_day() }} - 1 - {{ window_days() }}
-),
-{%- endif %}
-
-rollups as (
-    select
-        r.user_id,
-        r.category_id,
-        r.city,
-        r.price_pct,
-        r.exp_weight_at_day_end,
-        r.weight_sum,
-        r.weight_age_sum,
-        {{ days_between(cutoff_ts(), "((r.event_day + 1)::timestamp at time zone 'UTC')") }} as days_to_cutoff
-    from {{ ref('int_user_listing_daily') }} as r
-    where r.event_day >= {{ cutoff_day() }} - {{ window_days() }}
-      and r.event_day < {{ cutoff_day() }}
-    {%- if carry %}
-      and (not (select yes from has_previous) or r.user_id in (select user_id from touched))
-    {%- endif %}
-),
-
-decayed as (
-    select
-        user_id,
-        category_id,
-        city,
-        price_pct,
-        {{ decayed_rollup_value('days_to_cutoff', 'exp_weight_at_day_end', 'weight_sum', 'weight_age_sum') }}
-            as decayed_weight
-    from rollups
-),
-
--- one pass computes the per-category, per-city and per-user sums
-sums as (
-    select
-        user_id,
-        case
-            when grouping(category_id) = 0 then 'category'
-            when grouping(city) = 0 then 'city'
-            else 'total'
-        end as kind,
-        coalesce(category_id, city) as affinity_key,
-        sum(decayed_weight) as decayed_weight,
-        sum(decayed_weight * price_pct) as price_pct_weighted,
-        sum(decayed_weight) filter (where price_pct is not null) as priced_weight
-    from decayed
-    group by grouping sets ((user_id, category_id), (user_id, city), (user_id))
-),
-
-shares as (
-    select
-        user_id,
-        kind,
-        affinity_key,
-        decayed_weight,
-        price_pct_weighted,
-        priced_weight,
-        decayed_weight / nullif(max(decayed_weight) filter (where kind = 'total') over (partition by user_id), 0)
-            as share
-    from sums
-),
-
-per_user as (
-    select
-        user_id,
-        coalesce(max(decayed_weight) filter (where kind = 'total'), 0) as total_weight,
-        max(price_pct_weighted) filter (where kind = 'total') as price_pct_weighted,
-        max(priced_weight) filter (where kind = 'total') as priced_weight,
-        jsonb_object_agg(affinity_key, share) filter (where kind = 'category') as category_affinity,
-        jsonb_object_agg(affinity_key, share) filter (where kind = 'city') as city_affinity
-    from shares
-    group by user_id
-),
-
-recomputed as (
-    select
-        user_id::uuid as user_id,
-        case when total_weight > 0 then category_affinity else '{}'::jsonb end as category_affinity,
-        case when total_weight > 0 then city_affinity else '{}'::jsonb end as city_affinity,
-        (price_pct_weighted / nullif(priced_weight, 0))::double precision as price_sensitivity,
-        total_weight::double precision as activity_weight
-    from per_user
-),
-
-{%- if carry %}
-
-carried as (
-    select
-        p.user_id,
-        p.category_affinity,
-        p.city_affinity,
-        p.price_sensitivity,
-        p.activity_weight * power(0.5::double precision, 1.0 / {{ var('half_life_days') | float }}) as activity_weight
-    from previous as p
-    where (select yes from has_previous)
-      and not exists (select 1 from touched as t where t.user_id = p.user_id)
-),
-{%- endif %}
-
-all_users as (
-    select * from recomputed
-    {%- if carry %}
-    union all
-    select * from carried
-    {%- endif %}
-),
-
-final as (
-    select
-        user_id,
-        category_affinity,
-        city_affinity,
-        price_sensitivity,
-        -- 1 - exp(-S/scale) rounds to 1.0 for S > ~37 * scale; clamp to the largest double below 1
-        -- so the documented range [0, 1) holds (a change of at most 1.1e-16)
-        least(1 - exp(-activity_weight / {{ var('activity_scale') | float }}), 1 - 1.1102230246251565e-16)::double precision
-            as activity_score,
-        activity_weight,
-        {{ cutoff_ts() }} as as_of,
-        now() as last_updated_at
-    from all_users
-)
-
-select * from final
+{{ user_features_snapshot(cutoff_ts(), carry=snapshot_can_carry()) }}

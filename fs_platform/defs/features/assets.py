@@ -35,7 +35,7 @@ class FeatureRunConfig(dg.Config):
     project=dbt_project,
     dagster_dbt_translator=FeatureDbtTranslator(),
     partitions_def=daily_partitions,
-    # a backfill of a range is one run that walks the days in order (each day one `dbt build`)
+    # a backfill of a range is one run (two dbt invocations, see below)
     backfill_policy=dg.BackfillPolicy.single_run(),
 )
 def feature_dbt_assets(
@@ -44,21 +44,25 @@ def feature_dbt_assets(
     postgres: PostgresResource,
     config: FeatureRunConfig,
 ) -> Iterator[Any]:
-    """`dbt build` for each partition D of the run, in date order, with cutoff T = D 00:00 UTC.
+    """`dbt build` of partition D with cutoff T = D 00:00 UTC; a range D1..Dn (a backfill) in two
+    invocations: D1 alone (it creates the tables on a first run and takes the full refresh), then
+    D2..Dn in one (one dbt start-up and one pass of the data tests for the whole range; the
+    snapshots are built oldest first, each carried from the day before, as the days one by one).
 
-    Every day's models and data tests must pass before the next day starts; the events of the
-    last day (materializations, asset-check results) are reported for the whole range.
+    The materializations and asset-check results of the last invocation are reported for the range.
     """
     postgres.export_dbt_env()
     overrides = json.loads(config.dbt_vars_json)
     days = sorted(context.partition_keys)
-    for i, day in enumerate(days):
-        run = partition_run(day, overrides=overrides, full_refresh=config.full_refresh and i == 0)
+    runs = [partition_run(days[0], overrides=overrides, full_refresh=config.full_refresh)]
+    if len(days) > 1:
+        runs.append(partition_run(days[-1], overrides=overrides, range_start=days[1]))
+    for i, run in enumerate(runs):
         with partition_environment(run):  # dagster-dbt hands os.environ to the dbt process it starts
             invocation = dbt.cli(run.args, context=context)
-        if i < len(days) - 1:
+        if i < len(runs) - 1:
             invocation.wait()  # raises on a failed model or test
-            context.log.info(f"partition {day}: dbt build succeeded")
+            context.log.info(f"partition {run.partition}: dbt build succeeded")
             continue
         cutoff = run.cutoff.isoformat()
         for event in invocation.stream():
