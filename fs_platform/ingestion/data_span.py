@@ -7,7 +7,7 @@ partitions before the data. A file, not a query: definitions load without a data
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date
 from pathlib import Path
 
 import psycopg2.extensions
@@ -25,17 +25,30 @@ def first_event_day(home: Path) -> date | None:
 
 
 def record_first_event_day(conn: psycopg2.extensions.connection, home: Path) -> date | None:
-    """Store the earliest event day of ``raw.user_interactions`` (only ever moves earlier)."""
+    """Store the earliest event day of ``raw.user_interactions`` (only ever moves earlier).
+
+    Once a day is known, only events before it are looked for: the BRIN index on ``occurred_at``
+    narrows that to the block ranges holding such events (usually none), so an ingestion run does
+    not scan the whole table for a minimum that rarely moves.
+    """
+    known = first_event_day(home)
     with conn.cursor() as cur:
         cur.execute("select to_regclass('raw.user_interactions') is not null")
         if not cur.fetchone()[0]:
-            return first_event_day(home)
-        cur.execute("select min((occurred_at at time zone 'UTC')::date) from raw.user_interactions")
-        found = cur.fetchone()[0]
+            return known
+        if known is None:
+            cur.execute("select min(occurred_at) from raw.user_interactions")
+        else:
+            cur.execute(
+                "select min(occurred_at) from raw.user_interactions "
+                "where occurred_at < (%s::date)::timestamp at time zone 'UTC'",
+                (known,),
+            )
+        earliest = cur.fetchone()[0]
     conn.rollback()
-    known = first_event_day(home)
-    if found is None or (known is not None and known <= found):
+    if earliest is None:
         return known
+    found = earliest.astimezone(UTC).date()
     home.mkdir(parents=True, exist_ok=True)
     tmp = home / f".{FIRST_EVENT_DAY_FILE}.tmp"
     tmp.write_text(found.isoformat() + "\n")

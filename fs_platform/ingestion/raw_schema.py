@@ -31,17 +31,10 @@ create table if not exists raw.listings (
 do $$
 begin
     if to_regclass('raw.listing_versions') is null then
+        -- the columns, types, defaults and checks of raw.listings (one declaration), plus valid_from
         create table raw.listing_versions (
-            listing_id   uuid not null,
+            like raw.listings including defaults including constraints,
             valid_from   timestamptz not null,
-            category_id  text not null,
-            city         text not null,
-            price        numeric(12, 2) check (price >= 0),
-            is_premium   boolean not null,
-            image_count  integer not null check (image_count >= 0),
-            created_at   timestamptz,
-            ingested_at  timestamptz not null default now(),
-            source_file  text,
             primary key (listing_id, valid_from)
         );
         insert into raw.listing_versions
