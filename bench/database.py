@@ -31,13 +31,19 @@ def reset_schemas(conn: psycopg2.extensions.connection) -> None:
     conn.commit()
 
 
-def last_event_time(database_url: str) -> datetime:
-    """Newest raw event of the bench database; exits with a hint when nothing is ingested yet."""
+def event_time_span(database_url: str) -> tuple[datetime, datetime]:
+    """Oldest and newest raw event of the bench database; exits with a hint when nothing is
+    ingested yet."""
     conn = pg_connect(database_url)
     with conn.cursor() as cur:
-        cur.execute("select max(occurred_at) from raw.user_interactions")
-        last = cur.fetchone()[0]
+        cur.execute("select min(occurred_at), max(occurred_at) from raw.user_interactions")
+        first, last = cur.fetchone()
     conn.close()
     if last is None:
         raise SystemExit("no raw events in the bench database: run the ingestion benchmark first")
-    return last
+    return first, last
+
+
+def last_event_time(database_url: str) -> datetime:
+    """Newest raw event of the bench database."""
+    return event_time_span(database_url)[1]

@@ -95,6 +95,6 @@
     case
         when {{ price }} is null or {{ priced_listings }} is null or {{ priced_listings }} = 0 then null
         when {{ priced_listings }} = 1 then 0::double precision
-        else width_bucket({{ price }} - 0.005, {{ prices }})::double precision / ({{ priced_listings }} - 1)
+        else width_bucket({{ price }}::double precision - 0.005, {{ prices }})::double precision / ({{ priced_listings }} - 1)
     end
 {%- endmacro %}

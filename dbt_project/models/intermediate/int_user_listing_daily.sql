@@ -92,27 +92,29 @@ rolled_up as (
 ),
 
 {#- The listing as the user saw it that day: its attributes and price percentile at the day's end E,
-    frozen here for good (later listings and price changes never move them). The percentile is a
+    frozen here for good (later listings and price changes never move them). The percentile is one
     window over the listings live at E (one sort per day end rolled up), not a lookup in the sorted
     price arrays: reading a large array once per row costs far more than sorting the day's listings.
+    Unpriced listings form their own window partition (price_pct null), so the priced ones rank
+    among themselves in the same pass; prices sort as float8 (two decimals: same order, faster).
     Events on a listing with no version in force at E (not yet live) carry no features and are dropped. #}
 day_ends as (
     select distinct ((event_day + 1)::timestamp at time zone 'UTC') as day_end from rolled_up
 ),
 
-live_at_day_end as (
-    select d.day_end, v.listing_id, v.category_id, v.city, v.price
+listing_at_day_end as (
+    select
+        d.day_end,
+        v.listing_id,
+        v.category_id,
+        v.city,
+        case when v.price is not null then
+            percent_rank() over (
+                partition by d.day_end, v.category_key, v.price is null order by v.price::double precision
+            )::double precision
+        end as price_pct
     from day_ends as d
     inner join {{ ref('stg_listing_versions') }} as v on {{ version_in_force('v', 'd.day_end') }}
-),
-
-priced_at_day_end as (
-    select
-        day_end,
-        listing_id,
-        percent_rank() over (partition by day_end, category_id order by price)::double precision as price_pct
-    from live_at_day_end
-    where price is not null
 ),
 
 frozen_at_day_end as (
@@ -126,12 +128,10 @@ frozen_at_day_end as (
         r.event_count,
         l.category_id,
         l.city,
-        p.price_pct
+        l.price_pct
     from rolled_up as r
-    inner join live_at_day_end as l
+    inner join listing_at_day_end as l
         on l.listing_id = r.listing_id and l.day_end = ((r.event_day + 1)::timestamp at time zone 'UTC')
-    left join priced_at_day_end as p
-        on p.listing_id = r.listing_id and p.day_end = l.day_end
 )
 
 select * from frozen_at_day_end

@@ -7,27 +7,21 @@ with versions as (
     where {{ version_in_force('v', cutoff_ts()) }}
 ),
 
-priced as (
-    select
-        listing_id,
-        percent_rank() over (partition by category_id order by price)::double precision as price_pct
-    from versions
-    where price is not null
-),
-
+-- unpriced listings are their own window partition, so the priced ones rank among themselves
 final as (
     select
-        v.listing_id,
-        v.category_id,
-        v.city,
-        v.price::double precision as price,
-        p.price_pct,
-        v.is_premium,
-        v.image_count,
-        v.live_from as created_at,
+        listing_id,
+        category_id,
+        city,
+        price::double precision as price,
+        case when price is not null then
+            percent_rank() over (partition by category_key, price is null order by price::double precision)::double precision
+        end as price_pct,
+        is_premium,
+        image_count,
+        live_from as created_at,
         {{ cutoff_ts() }} as as_of
-    from versions as v
-    left join priced as p using (listing_id)
+    from versions
 )
 
 select * from final

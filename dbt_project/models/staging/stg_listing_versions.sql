@@ -2,7 +2,9 @@
    valid_to null for the current version. `live_from` is when the listing entered the catalogue
    (its creation, else its first version). "As of T" means the state in force just before T:
    valid_from < T and (valid_to is null or valid_to >= T), for a listing with live_from < T
-   (macro version_in_force). A table, not a view: every partition joins it by (listing_id, time). #}
+   (macro version_in_force). A table, not a view: every partition joins it by (listing_id, time).
+   `category_key` numbers the categories of this build (1, 2, ...): an equality-only stand-in for
+   category_id inside one query, never stored elsewhere. #}
 {{ config(materialized='table', indexes=[{'columns': ['listing_id', 'valid_from'], 'unique': true}]) }}
 
 {#- raw.listing_versions is written by the same ingestion asset as raw.listings (raw_listings), so it
@@ -21,6 +23,8 @@ typed as (
         valid_from,
         lead(valid_from) over (partition by listing_id order by valid_from) as valid_to,
         category_id,
+        -- a small integer per category: windows partitioned by it sort ~2x faster than by the text
+        dense_rank() over (order by category_id)::integer as category_key,
         lower(city) as city,
         price,
         is_premium,
