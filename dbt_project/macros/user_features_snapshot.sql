@@ -159,17 +159,21 @@ select * from final
     {{ return(var('decay_kind') == 'exponential' and is_incremental() and not flags.FULL_REFRESH) }}
 {%- endmacro %}
 
-{# Pre-hook of user_features_history in a range run: the snapshots of the cutoffs before T, oldest
-   first, each replacing any snapshot of its cutoff (idempotent). On a table that does not exist
-   yet there is nothing to insert into, so the caller runs the range's first day alone first. #}
-{% macro insert_snapshots_before_cutoff() -%}
+{# Pre-hook of user_features_history: in a range run, the snapshots of the cutoffs before T, oldest
+   first, each replacing any snapshot of its cutoff (idempotent); then T's rows are deleted, and the
+   model appends T's snapshot (every delete is by as_of, through its index). On a table that does
+   not exist yet there is nothing to insert into, so the caller runs the range's first day alone. #}
+{% macro replace_snapshots_up_to_cutoff() -%}
     {%- set cutoffs = range_cutoffs_before_cutoff() -%}
     {%- if execute and cutoffs and not is_incremental() -%}
         {{ exceptions.raise_compiler_error("a range run needs features.user_features_history to exist: run the range's first partition alone first") }}
     {%- endif -%}
+    {%- if is_incremental() -%}
     {%- for at in cutoffs %}
         delete from {{ this }} where as_of = {{ at }};
         insert into {{ this }} (user_id, category_affinity, city_affinity, price_sensitivity, activity_score, activity_weight, as_of, last_updated_at)
         {{ user_features_snapshot(at, carry=snapshot_can_carry()) }};
     {%- endfor %}
+        delete from {{ this }} where as_of = {{ cutoff_ts() }};
+    {%- endif -%}
 {%- endmacro %}

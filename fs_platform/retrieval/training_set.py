@@ -132,28 +132,18 @@ left join lateral (
 ) h on true
 left join lateral (
     -- the listing as of the latest listing partition T_l the example could have seen (the same
-    -- lag and staleness as the user's snapshot): its version in force before T_l, its price
-    -- percentile among the category's live listings at T_l
-    select v.category_id,
-           v.city,
-           v.price::float8 as price,
-           case when v.price is null or k.priced_listings is null or k.priced_listings = 0 then null
-                when k.priced_listings = 1 then 0::float8
-                else width_bucket(v.price - 0.005, k.prices)::float8 / (k.priced_listings - 1) end
-               as price_pct,
-           v.is_premium,
-           v.image_count
-    from (
-        select lp.as_of from listing_partitions lp
-        where lp.as_of <= p.example_time - %(availability_lag)s::interval
-          and lp.as_of >= p.example_time - %(max_staleness)s::interval
-        order by lp.as_of desc
-        limit 1
-    ) tl
-    join staging.stg_listing_versions v
-      on v.listing_id = p.listing_id
-     and v.valid_from < tl.as_of and (v.valid_to is null or v.valid_to >= tl.as_of) and v.live_from < tl.as_of
-    left join features.int_category_price_ranks k on k.as_of = tl.as_of and k.category_id = v.category_id
+    -- lag and staleness as the user's snapshot), as listing_features_history states it. OFFSET 0
+    -- keeps this a per-example probe (versions by listing_id, one price list by (T_l, category)):
+    -- flattened into a join, the planner would compute the whole view for every partition.
+    select l.category_id, l.city, l.price, l.price_pct, l.is_premium, l.image_count
+    from features.listing_features_history l
+    where l.listing_id = p.listing_id
+      and l.as_of = (
+          select max(lp.as_of) from listing_partitions lp
+          where lp.as_of <= p.example_time - %(availability_lag)s::interval
+            and lp.as_of >= p.example_time - %(max_staleness)s::interval
+      )
+    offset 0
 ) l on true
 """
 

@@ -22,8 +22,15 @@
         on_schema_change='fail',
         unlogged=true,
         indexes=[{'columns': ['event_day']}],
+        pre_hook="set local enable_mergejoin = off",
     )
 }}
+
+{#- enable_mergejoin off (this model's transaction only): the window over the listings live at the day
+    ends comes out sorted by day end, and with few rollup rows estimated (a daily run) PostgreSQL
+    merge-joins on the day end alone and checks listing_id as a filter: every rollup row of a day
+    against every listing of that day (minutes at scale s instead of a second). A hash join on
+    (listing_id, day end) is the right plan at every size. -#}
 
 {#- the window of the range's first cutoff (T itself unless this is a range run) -#}
 {% set window_start %}({{ range_start_ts() }} - interval '{{ window_days() }} days'){% endset %}
