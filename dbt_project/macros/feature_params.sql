@@ -1,7 +1,17 @@
-{# The partition cutoff T as a timestamptz literal (var `cutoff`, default today 00:00 UTC). #}
+{# The cutoff T as given (var `cutoff`, else FS_FEATURE_CUTOFF), '' when unset; the one place that
+   reads it. The env var lets Dagster vary T without invalidating dbt's partial parse (vars would). #}
+{% macro cutoff_setting() -%}
+    {{ return(var('cutoff', none) or env_var('FS_FEATURE_CUTOFF', '')) }}
+{%- endmacro %}
+
+{# The first cutoff S of a range run as given (FS_FEATURE_RANGE_START), '' for one partition. #}
+{% macro range_start_setting() -%}
+    {{ return(env_var('FS_FEATURE_RANGE_START', '')) }}
+{%- endmacro %}
+
+{# The partition cutoff T as a timestamptz literal (default today 00:00 UTC). #}
 {% macro cutoff_ts() -%}
-    {#- the env var lets Dagster vary T without invalidating dbt's partial parse (vars would) -#}
-    {%- set cutoff = var('cutoff', none) or env_var('FS_FEATURE_CUTOFF', '') -%}
+    {%- set cutoff = cutoff_setting() -%}
     {%- if not cutoff -%}
         (date_trunc('day', now() at time zone 'UTC') at time zone 'UTC')
     {%- else -%}
@@ -14,7 +24,7 @@
    and price lists then cover every window of the range, and user_features_history builds the
    snapshots S..T-1 day by day before T's. #}
 {% macro range_start_ts() -%}
-    {%- set start = env_var('FS_FEATURE_RANGE_START', '') -%}
+    {%- set start = range_start_setting() -%}
     {%- if start -%}
         (least('{{ start }}'::timestamptz, {{ cutoff_ts() }}))
     {%- else -%}
@@ -25,8 +35,8 @@
 {# The cutoffs S, S + 1 day, ..., before T of a range run, as timestamptz literals (empty for a
    one-partition run): the earlier snapshots user_features_history computes in its pre-hook. #}
 {% macro range_cutoffs_before_cutoff() -%}
-    {%- set start = env_var('FS_FEATURE_RANGE_START', '') -%}
-    {%- set cutoff = var('cutoff', none) or env_var('FS_FEATURE_CUTOFF', '') -%}
+    {%- set start = range_start_setting() -%}
+    {%- set cutoff = cutoff_setting() -%}
     {%- set days = [] -%}
     {%- if start and cutoff -%}
         {%- set first = modules.datetime.datetime.fromisoformat(start) -%}
