@@ -10,7 +10,8 @@
 - next-day run: the following partition, exponential decay (only the users whose window changed
   are recomputed) and linear decay (the whole window from the rollups);
 - backfill: every partition of the data (120 days at scale s) as a Dagster range run executes them:
-  the first day alone (a full refresh), then the rest in one dbt invocation;
+  the first day alone (a full refresh), then the rest in one dbt invocation, from an empty feature
+  schema (a new deployment's first backfill);
 - naive pandas: what a ``daily_feature_update.py`` job would do (read the window, group by);
 - the listing history: bytes per listing-day of the compact form (versions + one sorted price list
   per category and day) beside a plain daily copy of every listing row, and one as-of lookup of
@@ -267,9 +268,21 @@ def _listing_history_sizes(database_url: str) -> dict[str, float]:
     return out
 
 
+def _drop_dbt_schemas(database_url: str) -> None:
+    """Start from what a new deployment has: raw data and no dbt-built relation. Tables that survive
+    --full-refresh (the snapshot history, the price lists) would otherwise carry the previous
+    benchmark's rows and dead tuples into the backfill being timed."""
+    conn = pg_connect(database_url)
+    with conn.cursor() as cur:
+        cur.execute("drop schema if exists staging cascade; drop schema if exists features cascade")
+    conn.commit()
+    conn.close()
+
+
 def run(scale: str, runs: int, workdir: Path) -> Path:
     database_url = bench_database(scale)
     first_event, last = event_time_span(database_url)
+    _drop_dbt_schemas(database_url)
     next_day = datetime(last.year, last.month, last.day, tzinfo=UTC) + timedelta(days=1)
     cutoff = next_day - timedelta(days=1)  # the partition before the last, so "the next day" exists
 

@@ -33,7 +33,7 @@ _PG_OPTIONS = (
     "-c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c synchronous_commit=off "
     "-c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=4GB -c shared_buffers=1GB "
     "-c work_mem=128MB -c maintenance_work_mem=256MB -c max_connections=200 -c checkpoint_timeout=30min "
-    "-c wal_compression=on"
+    "-c wal_compression=off"
 )
 
 
