@@ -207,7 +207,7 @@ ITEM_COLUMNS = ("category_id", "city", "price", "price_pct", "is_premium", "imag
 def _todays_items_frame(database_url: str, config: training_set.TrainingSetConfig) -> pd.DataFrame:
     """The same examples with the listing joined as it is today (the leak the as-of join removes)."""
     as_of_sql = training_set.EXAMPLES_SQL
-    cut = as_of_sql.index("left join lateral (\n    -- the listing as of")
+    cut = as_of_sql.index("left join listing_at l on")
     conn = pg_connect(database_url)
     try:
         training_set.EXAMPLES_SQL = as_of_sql[:cut] + TODAYS_ITEM_JOIN

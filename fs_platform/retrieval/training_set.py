@@ -95,8 +95,33 @@ with pair_day as (
     where e.occurred_at >= %(start)s::timestamptz and e.occurred_at < %(end)s::timestamptz
     group by 1, 2, 3
 ),
-listing_partitions as materialized (
-    select distinct as_of from features.int_category_price_ranks
+examples as (
+    -- T_l: the latest listing partition the example could have seen (the same lag and staleness
+    -- as the user's snapshot), one backward probe of the price lists' (as_of, category_id) index
+    select p.*,
+           (select lp.as_of from features.int_category_price_ranks lp
+             where lp.as_of <= p.example_time - %(availability_lag)s::interval
+               and lp.as_of >= p.example_time - %(max_staleness)s::interval
+             order by lp.as_of desc
+             limit 1) as listing_as_of
+    from pair_day p
+),
+listing_partitions as (
+    select distinct listing_as_of as as_of from examples where listing_as_of is not null
+),
+listing_at as (
+    -- listing_features_history for the partitions the examples read, in bulk: the version in force
+    -- just before T (macro version_in_force) and price_pct = percent_rank among the category's
+    -- priced listings live at T, one sort per partition. Probing the view per example unpacks a
+    -- category's price list each time (~50 us; minutes for millions of examples). The training-set
+    -- tests check both against the brute-force reference.
+    select p.as_of, v.listing_id, v.category_id, v.city, v.price::float8 as price, v.is_premium, v.image_count,
+           case when v.price is not null then
+               percent_rank() over (partition by p.as_of, v.category_key, v.price is null order by v.price::float8)
+           end as price_pct
+    from listing_partitions p
+    join staging.stg_listing_versions v
+      on v.valid_from < p.as_of and (v.valid_to is null or v.valid_to >= p.as_of) and v.live_from < p.as_of
 )
 select p.user_id,
        p.listing_id,
@@ -120,7 +145,7 @@ select p.user_id,
        p.device_type,
        l.category_id,
        l.city
-from pair_day p
+from examples p
 left join lateral (
     select s.user_id, s.as_of, s.category_affinity, s.city_affinity, s.price_sensitivity, s.activity_score
     from features.user_features_history s
@@ -130,21 +155,7 @@ left join lateral (
     order by s.as_of desc
     limit 1
 ) h on true
-left join lateral (
-    -- the listing as of the latest listing partition T_l the example could have seen (the same
-    -- lag and staleness as the user's snapshot), as listing_features_history states it. OFFSET 0
-    -- keeps this a per-example probe (versions by listing_id, one price list by (T_l, category)):
-    -- flattened into a join, the planner would compute the whole view for every partition.
-    select l.category_id, l.city, l.price, l.price_pct, l.is_premium, l.image_count
-    from features.listing_features_history l
-    where l.listing_id = p.listing_id
-      and l.as_of = (
-          select max(lp.as_of) from listing_partitions lp
-          where lp.as_of <= p.example_time - %(availability_lag)s::interval
-            and lp.as_of >= p.example_time - %(max_staleness)s::interval
-      )
-    offset 0
-) l on true
+left join listing_at l on l.listing_id = p.listing_id and l.as_of = p.listing_as_of
 """
 
 _ARROW_TYPES: dict[str, pa_arrow.DataType] = {
