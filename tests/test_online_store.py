@@ -155,7 +155,7 @@ def test_cache_is_keyed_by_snapshot_and_flips_within_its_ttl(warehouse, pg, pref
     after = store.get_users(ids[:10])
     assert not after.from_cache and after.snapshot.as_of == as_of_b
     assert after.rows == {i: warehouse.history[as_of_b][i] for i in ids[:10]}
-    assert set(store._caches["users"].rows) == set(ids[:10])  # the old snapshot's rows are gone
+    assert set(store._caches["users"].values) == set(ids[:10])  # the old snapshot's rows are gone
     assert store.get_users(ids[:10]).from_cache
 
 
@@ -165,7 +165,8 @@ def test_bounded_cache_and_stale_flag(warehouse, pg, prefix):
     store = _store(warehouse, prefix, cache_size=20, cache_ttl=60)
     for start in range(0, 100, 10):
         store.get_users(ids[start : start + 10])
-    assert len(store._caches["users"].rows) == 20
+    assert list(store._caches["users"].values) == ids[80:]  # first in, first out
+    assert store.get_users(ids[90:]).from_cache and not store.get_users(ids[70:80]).from_cache
     assert not store.get_user(ids[0]).stale
     strict = _store(warehouse, prefix, max_age=timedelta(hours=1))  # features from DAY_B 00:00
     vector = strict.get_user(ids[0])
@@ -236,3 +237,15 @@ def test_sync_assets_materialize_with_metadata_and_run_after_the_marts(warehouse
     specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
     policy = specs["online_user_features"].freshness_policy
     assert policy is not None and policy.deadline_cron == "30 4 * * *"
+
+
+def test_redis_replies_are_parsed_by_hiredis(warehouse, prefix):
+    """redis-py picks its C parser when hiredis is importable (a dependency: redis[hiredis])."""
+    from redis._parsers.hiredis import _HiredisParser
+
+    client = _store(warehouse, prefix).client
+    connection = client.connection_pool.get_connection()
+    try:
+        assert isinstance(connection._parser, _HiredisParser)
+    finally:
+        client.connection_pool.release(connection)
