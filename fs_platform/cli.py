@@ -545,16 +545,22 @@ def drift_report(day, checks: tuple[str, ...], reference_date, out: Path | None)
 
 @main.group()
 def features() -> None:
-    """The feature registry (descriptions and meta from the dbt yml files)."""
+    """The feature registry: feature views, features, on-demand features and feature services,
+    declared in the dbt yml files (docs/feature_views.md)."""
 
 
 @features.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per feature.")
 def features_list(as_json: bool) -> None:
-    from fs_platform.features.registry import feature_registry, format_registry
+    from fs_platform.features.registry import RegistryError, feature_registry, format_registry, load_registry
 
-    entries = feature_registry()
-    click.echo(json.dumps(entries, indent=2) if as_json else format_registry(entries))
+    try:
+        registry = load_registry()
+    except RegistryError as exc:
+        raise click.ClickException(f"invalid feature declaration: {exc}") from exc
+    click.echo(
+        json.dumps(feature_registry(registry), indent=2) if as_json else format_registry(registry), nl=False
+    )
 
 
 if __name__ == "__main__":

@@ -80,12 +80,13 @@ def test_daily_schedule_requests_partition_d_at_0300_utc():
 
 
 def test_feature_registry_lists_every_served_feature():
-    entries = {(e["model"], e["feature"]): e for e in feature_registry()}
+    entries = {(e["view"], e["feature"]): e for e in feature_registry()}
     assert {"category_affinity", "city_affinity", "price_sensitivity", "activity_score"} <= {
-        f for m, f in entries if m == "user_features"
+        f for v, f in entries if v == "user_features"
     }
-    assert entries[("user_features", "activity_score")]["validation_range"] == "[0, 1)"
+    assert entries[("user_features", "activity_score")]["rule"] == "[0, 1); null: reject"
     assert entries[("listing_features", "price_pct")]["owner"] == "team:feature-platform"
+    assert entries[("on_demand", "price_gap")]["rule"].startswith("computed from listing_features:price_pct")
     cli = Path(sys.executable).with_name("fs-platform")
     out = subprocess.run([str(cli), "features", "list"], capture_output=True, text=True, check=True).stdout
-    assert "price_sensitivity" in out and "[0, 1]" in out
+    assert "price_sensitivity" in out and "[0, 1]" in out and "service contact_model:" in out

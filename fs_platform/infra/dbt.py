@@ -20,26 +20,26 @@ def dbt_executable() -> str:
     return str(dbt) if dbt.exists() else "dbt"
 
 
-def _sources_newer_than(path: Path) -> bool:
+def _sources_newer_than(path: Path, project_dir: Path) -> bool:
     if not path.exists():
         return True
     mtime = path.stat().st_mtime
-    watched = [DBT_PROJECT_DIR / "dbt_project.yml"]
+    watched = [project_dir / "dbt_project.yml"]
     for folder in ("models", "macros", "tests"):
-        watched += list((DBT_PROJECT_DIR / folder).rglob("*"))
+        watched += list((project_dir / folder).rglob("*"))
     return any(p.is_file() and p.stat().st_mtime > mtime for p in watched)
 
 
-def ensure_manifest() -> Path:
+def ensure_manifest(project_dir: Path = DBT_PROJECT_DIR) -> Path:
     """Run ``dbt parse`` when the manifest is missing or older than the project files.
 
     Parsing needs no database connection, so definitions load on a fresh clone.
     """
-    manifest = DBT_PROJECT_DIR / "target" / "manifest.json"
-    if _sources_newer_than(manifest):
+    manifest = project_dir / "target" / "manifest.json"
+    if _sources_newer_than(manifest, project_dir):
         subprocess.run(
-            [dbt_executable(), "parse", "--profiles-dir", str(DBT_PROJECT_DIR), "--quiet"],
-            cwd=DBT_PROJECT_DIR,
+            [dbt_executable(), "parse", "--profiles-dir", str(project_dir), "--quiet"],
+            cwd=project_dir,
             check=True,
         )
     return manifest
