@@ -543,6 +543,87 @@ def drift_report(day, checks: tuple[str, ...], reference_date, out: Path | None)
         sys.exit(1)
 
 
+@main.command()
+@click.option(
+    "--entities",
+    "entities_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Entity frame: Parquet or CSV with the entity keys, the timestamp column and any other columns.",
+)
+@click.option(
+    "--features",
+    "feature_refs",
+    required=True,
+    help="Comma-separated references (view:feature, on_demand:name) or a feature service name.",
+)
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Output file (.parquet or .csv): the entity frame plus one column per feature.",
+)
+@click.option("--timestamp-column", default="event_timestamp", show_default=True)
+@click.option(
+    "--availability-lag-hours",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="Only rows with as_of + lag <= the row's timestamp (what serving had then).",
+)
+@click.option("--full-feature-names", is_flag=True, help="Name the columns view__feature.")
+def retrieve(
+    entities_path: Path,
+    feature_refs: str,
+    out_path: Path,
+    timestamp_column: str,
+    availability_lag_hours: float,
+    full_feature_names: bool,
+) -> None:
+    """Historical retrieval: every requested feature as of each row's timestamp (point in time)."""
+    from datetime import timedelta
+
+    from tqdm import tqdm
+
+    from fs_platform.features.registry import RegistryError
+    from fs_platform.infra.runtime import ensure_services, pg_connect
+    from fs_platform.retrieval.historical import (
+        RetrievalError,
+        get_historical_features,
+        read_entity_frame,
+        write_features,
+    )
+
+    refs = [r.strip() for r in feature_refs.split(",") if r.strip()]
+    features_arg = refs[0] if len(refs) == 1 and ":" not in refs[0] else refs
+    try:
+        if out_path.suffix not in (".parquet", ".csv"):
+            raise RetrievalError(f"output {out_path} must end in .parquet or .csv")
+        entity_df = read_entity_frame(entities_path)
+        conn = pg_connect(ensure_services().database_url)
+        try:
+            with tqdm(
+                total=len(entity_df), desc="retrieve", unit="row", disable=None, file=sys.stderr
+            ) as bar:
+                frame = get_historical_features(
+                    conn,
+                    entity_df,
+                    features_arg,
+                    timestamp_column=timestamp_column,
+                    availability_lag=timedelta(hours=availability_lag_hours),
+                    full_feature_names=full_feature_names,
+                    on_progress=lambda done: bar.update(done - bar.n),
+                )
+        finally:
+            conn.close()
+        added = list(frame.columns[len(entity_df.columns) :])
+        write_features(frame, out_path, added)
+    except (RetrievalError, RegistryError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"{len(frame):,} rows, {len(added)} feature columns -> {out_path}")
+
+
 @main.group()
 def features() -> None:
     """The feature registry: feature views, features, on-demand features and feature services,

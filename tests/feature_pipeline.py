@@ -107,3 +107,19 @@ def assert_features_equal(actual: dict, expected: dict, rel: float = 1e-9) -> No
                 assert _close(act[name][key], share, rel), (user, name, key, act[name][key], share)
         for name in ("price_sensitivity", "activity_score"):
             assert _close(act[name], exp[name], rel), (user, name, act[name], exp[name])
+
+
+def fresh_features(
+    database_url: str, listings: pd.DataFrame, events: pd.DataFrame, folder: Path, first: date, last: date
+) -> psycopg2.extensions.connection:
+    """A database holding only these frames and the feature partitions first..last (one Dagster
+    backfill run); returns an open connection to it."""
+    from fs_platform.infra.runtime import pg_connect
+
+    conn = pg_connect(database_url)
+    with conn.cursor() as cur:
+        cur.execute("drop schema if exists raw, staging, features cascade")
+    conn.commit()
+    load_frames(conn, listings, events, folder)
+    assert run_range(first, last).success
+    return conn

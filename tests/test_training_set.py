@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from feature_pipeline import load_frames, run_partition, run_range
+from feature_pipeline import fresh_features, run_partition
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference.training_set import reference_examples
@@ -27,7 +27,6 @@ from fs_platform.definitions import defs
 from fs_platform.defs.model.assets import TrainingSetRunConfig, ctr_model_asset, training_set_asset
 from fs_platform.defs.model.checks import ctr_model_promotion
 from fs_platform.dev.synthetic import generate
-from fs_platform.infra.runtime import pg_connect
 from fs_platform.ingestion.load import ingest_listings_file
 from fs_platform.model import registry as model_registry
 from fs_platform.model import workflow
@@ -63,12 +62,8 @@ FEATURE_COLUMNS = [c for c in COMPARED if c != "label"]
 def world(service_urls, tmp_path_factory):
     """xs events ingested, feature snapshots 02-20..02-28 built by one Dagster backfill run."""
     data = generate("xs", days=DAYS, seed=11, end=END)
-    conn = pg_connect(service_urls["database_url"])
-    with conn.cursor() as cur:
-        cur.execute("drop schema if exists raw, staging, features cascade")
-    conn.commit()
-    load_frames(conn, data.listings, data.events, tmp_path_factory.mktemp("train_data"))
-    assert run_range(*FEATURE_DAYS).success
+    folder = tmp_path_factory.mktemp("train_data")
+    conn = fresh_features(service_urls["database_url"], data.listings, data.events, folder, *FEATURE_DAYS)
     yield {"data": data, "conn": conn, "database_url": service_urls["database_url"]}
     conn.close()
 
