@@ -249,3 +249,22 @@ def test_redis_replies_are_parsed_by_hiredis(warehouse, prefix):
         assert isinstance(connection._parser, _HiredisParser)
     finally:
         client.connection_pool.release(connection)
+
+
+def test_cold_traffic_stops_filling_the_cache_and_hits_restart_it(warehouse, pg, prefix):
+    """Below 15 % hits over a window of 256 requests, only one miss in 16 is cached (caching misses
+    nobody asks for again costs more than it saves); once hits return, every miss is cached again."""
+    _sync(warehouse, pg, prefix)
+    ids = list(warehouse.users)
+    store = _store(warehouse, prefix, cache_size=10_000, cache_ttl=60)
+    cache = store._caches["users"]
+    for user in ids[:256]:  # one window of misses: the 256th closes it before being cached
+        store.get_user(user)
+    assert not cache.admitting and len(cache.values) == 255
+    for user in ids[256:352]:  # 96 more misses: one in 16 is cached
+        store.get_user(user)
+    assert len(cache.values) == 255 + 6
+    for _ in range(256):  # a window of hits
+        assert store.get_users([ids[0]]).from_cache
+    assert cache.admitting
+    assert not store.get_users([ids[400]]).from_cache and store.get_users([ids[400]]).from_cache

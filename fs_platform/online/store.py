@@ -12,11 +12,11 @@ See ``docs/online_store.md`` for the argument and the Redis Cluster layout.
 
 from __future__ import annotations
 
-import itertools
 import re
 import threading
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -219,12 +219,17 @@ class _KindCache:
     Values stay the bytes Redis returned: bytes are not tracked by Python's cyclic garbage collector,
     whereas tens of thousands of cached dicts made every full collection walk them (millisecond
     pauses at p99). A hit decodes with the same single orjson call as a Redis answer. Eviction is
-    first-in first-out over the dict's insertion order, so a hit writes nothing.
+    first in, first out (``popitem(last=False)``, O(1); deleting from the front of a plain dict
+    leaves holes that every later scan from the front walks again), so a hit writes nothing.
     """
 
     snapshot: SnapshotInfo | None = None
     checked_at: float = 0.0
-    values: dict[str, bytes | None] = field(default_factory=dict)
+    values: OrderedDict[str, bytes | None] = field(default_factory=OrderedDict)
+    window_requests: int = 0  # requests and hits of the current admission window
+    window_hits: int = 0
+    admitting: bool = True  # whether misses are cached (decided per window)
+    skipped: int = 0  # misses not cached since the last one that was
 
 
 class OnlineStore:
@@ -426,11 +431,14 @@ class OnlineStore:
         with self._lock:
             snapshot, values = cache.snapshot, cache.values
             if snapshot is not None and time.monotonic() - cache.checked_at < self.cache_ttl:
-                found = [values.get(i, _ABSENT) for i in ids]
-                if _ABSENT not in found:
+                found = _all_cached(values, ids)
+                if found is not None:
                     self.cache_hits += 1
+                    cache.window_hits += 1
+                    _count_request(cache)
                     return snapshot, found
             self.cache_misses += 1
+            _count_request(cache)
             return None
 
     def _remember(
@@ -443,20 +451,50 @@ class OnlineStore:
             if cache.snapshot is None or cache.snapshot.snapshot_id != info.snapshot_id:
                 if cache.snapshot is not None and info.written_at < cache.snapshot.written_at:
                     return  # a slow reader's answer from the replaced snapshot: do not go back
-                cache.values = {}  # another snapshot: nothing cached is valid any more
+                cache.values = OrderedDict()  # another snapshot: nothing cached is valid any more
             cache.snapshot = info
             cache.checked_at = time.monotonic()
+            if not cache.admitting:
+                cache.skipped += 1
+                if cache.skipped < _PROBE_EVERY:
+                    return  # cold traffic: keep a cached row's allocation off the miss path
+                cache.skipped = 0  # one miss in _PROBE_EVERY is still cached, to notice warm-up
             cached = cache.values
             cached.update(zip(ids, values, strict=True))
-            excess = len(cached) - self.cache_size
-            if excess > 0:  # first in, first out: the oldest insertions go
-                for stale in list(itertools.islice(cached, excess)):
-                    del cached[stale]
+            while len(cached) > self.cache_size:  # first in, first out: the oldest insertions go
+                cached.popitem(last=False)
 
     @property
     def cache_hit_ratio(self) -> float:
         total = self.cache_hits + self.cache_misses
         return self.cache_hits / total if total else 0.0
+
+
+#: admission window (requests) and the hit ratio below which misses are mostly not cached
+_WINDOW = 256
+_MIN_HIT_RATIO = 0.15
+_PROBE_EVERY = 16
+
+
+def _all_cached(values: OrderedDict[str, bytes | None], ids: list[str]) -> list[bytes | None] | None:
+    """The cached values of every id, or None at the first id not cached (a miss stops there)."""
+    found = []
+    for i in ids:
+        value = values.get(i, _ABSENT)
+        if value is _ABSENT:
+            return None
+        found.append(value)
+    return found
+
+
+def _count_request(cache: _KindCache) -> None:
+    """Close the admission window every _WINDOW requests: with fewer than 15 % hits in it, caching
+    misses costs more (fresh allocations kept alive, evictions) than the hits save, so only one
+    miss in _PROBE_EVERY is cached until the hits come back."""
+    cache.window_requests += 1
+    if cache.window_requests >= _WINDOW:
+        cache.admitting = cache.window_hits >= _MIN_HIT_RATIO * cache.window_requests
+        cache.window_requests = cache.window_hits = 0
 
 
 def _decode(kind: EntityKind, ids: list[str], values: list[bytes | None]) -> dict[str, dict[str, Any] | None]:
