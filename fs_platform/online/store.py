@@ -239,8 +239,9 @@ class OnlineStore:
     ``cache_ttl`` seconds of the last Redis round trip a request whose ids are all cached is
     answered locally; a round trip that reveals a new snapshot id drops every cached row, so a
     flip is visible at most ``cache_ttl`` seconds late and a response never mixes snapshots.
-    A miss costs one dict lookup per id and one dict update per fetched id on top of the round
-    trip, so the cache is no slower than none at any hit ratio (``bench/bench_online.py``).
+    A miss costs a dict lookup (up to the first id not cached) beside the round trip, and with
+    cold traffic its values are mostly not kept (see ``_count_request``), so the cache is no slower
+    than none at any hit ratio (``bench/bench_online.py``).
     """
 
     def __init__(
