@@ -96,12 +96,22 @@ def test_a_sync_killed_midway_leaves_the_previous_snapshot_serving(warehouse, pg
     ids = list(warehouse.users)[:300]
     before = store.get_users(ids)
 
+    def written(progress: SyncProgress) -> None:
+        """Wait until Redis has applied the pipelined batches sent so far: a client that closes
+        with replies unread resets the connection, and Redis may drop what it had not read yet."""
+        key = layout.snapshot("users", progress.snapshot_id)
+        deadline = time.monotonic() + 10
+        while client.hlen(key) < progress.rows_sent and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def crash(progress: SyncProgress) -> None:
         if progress.rows_sent >= 400:
+            written(progress)
             raise RuntimeError("worker killed")
 
     def drop_connection(progress: SyncProgress) -> None:
         if progress.rows_sent >= 400:
+            written(progress)
             client.client_kill_filter(_id=progress.client_id)
 
     for kill, error in ((crash, RuntimeError), (drop_connection, redis.ConnectionError)):
