@@ -595,8 +595,7 @@ def retrieve(
         write_features,
     )
 
-    refs = [r.strip() for r in feature_refs.split(",") if r.strip()]
-    features_arg = refs[0] if len(refs) == 1 and ":" not in refs[0] else refs
+    refs = [r.strip() for r in feature_refs.split(",") if r.strip()]  # a service name expands in place
     try:
         if out_path.suffix not in (".parquet", ".csv"):
             raise RetrievalError(f"output {out_path} must end in .parquet or .csv")
@@ -609,7 +608,7 @@ def retrieve(
                 frame = get_historical_features(
                     conn,
                     entity_df,
-                    features_arg,
+                    refs,
                     timestamp_column=timestamp_column,
                     availability_lag=timedelta(hours=availability_lag_hours),
                     full_feature_names=full_feature_names,

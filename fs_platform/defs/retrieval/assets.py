@@ -45,16 +45,13 @@ def historical_features_asset(
         if config.out_path
         else get_settings().home / "retrieval" / f"{context.run_id}.parquet"
     )
-    features = (
-        config.features[0] if len(config.features) == 1 and ":" not in config.features[0] else config.features
-    )
     try:
         entity_df = read_entity_frame(Path(config.entities_path))
         with postgres.connect() as conn:
             frame = get_historical_features(
                 conn,
                 entity_df,
-                features,
+                config.features,  # a service name expands in place
                 timestamp_column=config.timestamp_column,
                 availability_lag=timedelta(hours=config.availability_lag_hours),
                 full_feature_names=config.full_feature_names,
