@@ -15,6 +15,7 @@ import pytest
 from fs_platform.definitions import defs
 from fs_platform.features.registry import RegistryError, load_registry
 from fs_platform.infra.dbt import DBT_PROJECT_DIR, dbt_executable, ensure_manifest
+from fs_platform.monitoring import quality
 
 USER_VIEW = "model.fs_platform.user_features_history"
 LISTING_VIEW = "model.fs_platform.listing_features_history"
@@ -88,6 +89,10 @@ CASES = {
     "min above max": (
         lambda m: _column_meta(m["nodes"][USER_VIEW], "price_sensitivity")["feature"].update(min=2),
         "column price_sensitivity: min 2 is above max 1",
+    ),
+    "sum rule on a scalar": (
+        lambda m: _column_meta(m["nodes"][USER_VIEW], "price_sensitivity")["feature"].update(sums_to=1),
+        "column price_sensitivity: sums_to must be a number on a map feature, got 1 on numeric",
     ),
     "duplicate view name": (
         lambda m: m["nodes"][LISTING_VIEW]["config"]["meta"]["feature_view"].update(name="user_features"),
@@ -164,6 +169,8 @@ exposures:
         "How popular the listing is.",
     )
     assert registry.expand("search_model") == ["listing_popularity:popularity", "listing_features:price_pct"]
+    # its declared rule becomes a null/range check with no code change
+    assert list(quality.rule_predicates(view)) == ["popularity_out_of_[0,inf)"]
 
 
 def test_feature_views_show_their_registry_entry_in_dagster():

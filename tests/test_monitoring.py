@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -38,12 +39,13 @@ from fs_platform.defs.monitoring.checks import (
     drift_metadata,
     feature_drift_check,
     input_drift_check,
-    null_range_check,
+    null_range_checks,
     rejected_rate_check,
 )
 from fs_platform.defs.monitoring.sensors import monitoring_alert_sensor, run_failure_alert_sensor
 from fs_platform.defs.resources import PostgresResource
 from fs_platform.dev import detection
+from fs_platform.features.registry import load_registry
 from fs_platform.infra.runtime import pg_connect
 from fs_platform.ingestion.load import ingest_interactions_file
 from fs_platform.monitoring import alerts, drift_data, drift_reports, quality
@@ -370,8 +372,22 @@ def test_completeness_errors_when_users_lose_their_rows(conn):
     )
 
 
-def test_range_rules_count_violations(conn):
-    clean = quality.range_violations(conn, AFTER)
+def test_range_rules_come_from_the_declarations_and_count_violations(conn):
+    registry = load_registry()
+    users = registry.view("user_features")
+    # one rule per declaration of the yml: null policy reject, the range, a map's sum
+    assert set(quality.rule_predicates(users)) == {
+        "category_affinity_null",
+        "category_affinity_out_of_[0,1]",
+        "category_affinity_not_summing_to_1",
+        "city_affinity_null",
+        "city_affinity_out_of_[0,1]",
+        "city_affinity_not_summing_to_1",
+        "price_sensitivity_out_of_[0,1]",
+        "activity_score_null",
+        "activity_score_out_of_[0,1)",
+    }
+    clean = quality.range_violations(conn, AFTER, users)
     assert clean.rows > 1000 and clean.violating_rows == 0 and not any(clean.per_rule.values())
     # a count always with its unit: "877" alone next to "passed" read as 877 violations
     assert clean.summary == f"0 of {clean.rows:,} rows violate a null/range rule"
@@ -379,18 +395,60 @@ def test_range_rules_count_violations(conn):
         cur.execute(
             "update features.user_features_history set activity_score = 1.5, "
             "category_affinity = '{\"cat_00\": 0.5}' where as_of = %s and user_id in "
-            "(select user_id from features.user_features_history where as_of = %s limit 3)",
+            "(select user_id from features.user_features_history where as_of = %s order by user_id limit 3)",
             (pd.Timestamp(AFTER, tz="UTC"),) * 2,
         )
-    broken = quality.range_violations(conn, AFTER)
-    assert broken.per_rule["activity_score_null_or_out_of_[0,1)"] == 3
-    assert broken.per_rule["category_shares_not_summing_to_1"] == 3
-    assert broken.violating_rows == 3  # the same 3 rows break both rules
+        cur.execute(
+            'update features.user_features_history set city_affinity = \'{"a": 1.25, "b": -0.25}\' '
+            "where as_of = %s and user_id in (select user_id from features.user_features_history "
+            "where as_of = %s order by user_id desc limit 2)",
+            (pd.Timestamp(AFTER, tz="UTC"),) * 2,
+        )
+    broken = quality.range_violations(conn, AFTER, users)
+    assert broken.per_rule["activity_score_out_of_[0,1)"] == 3
+    assert broken.per_rule["category_affinity_not_summing_to_1"] == 3
+    assert broken.per_rule["city_affinity_out_of_[0,1]"] == 2  # sums to 1, but values outside [0, 1]
+    assert broken.per_rule["city_affinity_not_summing_to_1"] == 0
+    assert broken.violating_rows == 5  # the first 3 rows break two rules each
     assert broken.summary == (
-        f"3 of {broken.rows:,} rows violate a null/range rule: activity_score_null_or_out_of_[0,1): 3 rows, "
-        "category_shares_not_summing_to_1: 3 rows"
+        f"5 of {broken.rows:,} rows violate a null/range rule: category_affinity_not_summing_to_1: 3 rows, "
+        "city_affinity_out_of_[0,1]: 2 rows, activity_score_out_of_[0,1): 3 rows"
     )
     assert quality.RangeViolations(0, 0, {}).summary == "empty snapshot: 0 rows"
+    conn.rollback()
+
+
+def test_range_rules_of_allowed_values_and_exclusive_bounds(conn):
+    """Rules a view may declare that the shipped ones do not use: allowed values (scalar and map)."""
+    listings = load_registry().view("listing_features")
+    declared = {f.name: f for f in listings.features}
+    strict = replace(
+        listings,
+        features=(
+            replace(declared["city"], allowed_values=("nowhere",)),
+            replace(declared["price_pct"], min=0, max=0.5, max_inclusive=False),
+            replace(declared["is_premium"], null_policy="reject"),
+        ),
+    )
+    measured = quality.range_violations(conn, AFTER, strict)
+    with conn.cursor() as cur:
+        cur.execute(
+            "select count(*), count(*) filter (where city <> 'nowhere'), count(*) filter (where price_pct >= 0.5), "
+            "count(*) filter (where is_premium is null), count(*) filter (where city is null) from features.listing_features_history where as_of = %s",
+            (pd.Timestamp(AFTER, tz="UTC"),),
+        )
+        rows, bad_city, high_pct, null_premium, null_city = cur.fetchone()
+    conn.rollback()
+    assert rows > 100 and measured.rows == rows
+    assert measured.per_rule == {
+        "city_null": null_city,  # declared in the yml, kept by replace()
+        "city_not_in_allowed_values": bad_city,
+        "price_pct_out_of_[0,0.5)": high_pct,
+        "is_premium_null": null_premium,
+    }
+    assert 0 < high_pct < rows and bad_city == rows
+    # the shipped declarations of the listing view hold on real data
+    assert quality.range_violations(conn, AFTER, listings).violating_rows == 0
 
 
 # ------------------------------------------------------------------ Dagster checks, sensors, alerts
@@ -408,7 +466,7 @@ def _instance(database_url: str):
 
 def test_checks_in_dagster_link_reports_and_alert_once(category_db, tmp_path, monkeypatch):
     monkeypatch.setenv("FS_HOME", str(tmp_path))
-    checks = [input_drift_check, feature_drift_check, completeness_check, null_range_check]
+    checks = [input_drift_check, feature_drift_check, completeness_check, *null_range_checks]
     with _instance(category_db) as instance, WebhookReceiver() as hook:
         monkeypatch.setenv("FS_ALERT_WEBHOOK_URL", hook.url)
         # as the daily job runs them: after the partition's dbt build (here only of user_features), same run

@@ -13,7 +13,7 @@ from fs_platform.defs.monitoring.checks import (
     USER_FEATURES,
     completeness_check,
     input_drift_check,
-    null_range_check,
+    null_range_checks,
 )
 from fs_platform.defs.monitoring.sensors import record_check_failures
 from fs_platform.infra.config import get_settings
@@ -26,7 +26,7 @@ def run_demo_checks(
     instance: dg.DagsterInstance, resources: dict, partition: date, database_url: str
 ) -> None:
     """Re-materialize ``user_features`` of ``partition`` with its monitoring checks (as the daily job does)."""
-    checks = [input_drift_check, completeness_check, null_range_check]
+    checks = [input_drift_check, completeness_check, *null_range_checks]
     log_path = get_settings().home / "logs" / "monitoring-dbt.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as log, contextlib.redirect_stdout(log):  # dbt's console output

@@ -59,6 +59,8 @@ class Feature:
     allowed_values: tuple[Any, ...] | None = None
     null_policy: str = "allow"
     default: Any = None
+    #: a map feature's values add up to this (shares); None: no rule on the sum
+    sums_to: float | None = None
 
     @property
     def ref(self) -> str:
@@ -75,6 +77,8 @@ class Feature:
             parts.append(f"{'values ' if self.type == 'map' else ''}[{low}, {high}{close}")
         if self.allowed_values is not None:
             parts.append("in {" + ", ".join(map(str, self.allowed_values)) + "}")
+        if self.sums_to is not None:
+            parts.append(f"sum {self.sums_to:g}")
         parts.append(
             f"null: {self.null_policy}" + (f" -> {self.default}" if self.null_policy == "default" else "")
         )
@@ -310,6 +314,11 @@ def _feature(view: str, model: str, column: dict, spec: dict) -> Feature:
     if low is not None and high is not None and low > high:
         raise RegistryError(f"{where}: min {low} is above max {high}")
     allowed = spec.get("allowed_values")
+    sums_to = spec.get("sums_to")
+    if sums_to is not None and (
+        kind != "map" or not isinstance(sums_to, int | float) or isinstance(sums_to, bool)
+    ):
+        raise RegistryError(f"{where}: sums_to must be a number on a map feature, got {sums_to!r} on {kind}")
     feature = Feature(
         view=view,
         name=column["name"],
@@ -322,6 +331,7 @@ def _feature(view: str, model: str, column: dict, spec: dict) -> Feature:
         allowed_values=tuple(allowed) if allowed is not None else None,
         null_policy=policy,
         default=spec.get("default"),
+        sums_to=sums_to,
     )
     if policy == "default":
         if feature.default is None:

@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 import psycopg2.extensions
+from psycopg2 import sql
 
+from fs_platform.features.registry import FeatureView
 from fs_platform.monitoring.drift_data import day_start
 
 COMPLETENESS_MIN = 0.95  # ERROR below this share
@@ -42,18 +44,56 @@ select count(*), coalesce(sum(rows_read), 0), coalesce(sum(rejected), 0),
 from recent
 """
 
-#: rule name -> SQL predicate that marks a violating row of a user_features snapshot
-RANGE_RULES: dict[str, str] = {
-    "activity_score_null_or_out_of_[0,1)": "activity_score is null or activity_score < 0 or activity_score >= 1",
-    "price_sensitivity_out_of_[0,1]": "price_sensitivity < 0 or price_sensitivity > 1",
-    "category_affinity_null": "category_affinity is null",
-    "city_affinity_null": "city_affinity is null",
-    "category_shares_not_summing_to_1": "category_affinity <> '{}'::jsonb and abs(coalesce((select sum(value::float8) "
-    "from jsonb_each_text(category_affinity)), 0) - 1) > 1e-6",
-    "city_shares_not_summing_to_1": "city_affinity <> '{}'::jsonb and abs(coalesce((select sum(value::float8) "
-    "from jsonb_each_text(city_affinity)), 0) - 1) > 1e-6",
-    "last_updated_at_null": "last_updated_at is null",
-}
+#: the sum of a map's shares may differ from its declared ``sums_to`` by rounding only
+SUM_TOLERANCE = 1e-6
+
+
+def rule_predicates(view: FeatureView) -> dict[str, sql.Composable]:
+    """Rule name -> SQL predicate marking a row of ``view`` that breaks a declared rule of a feature.
+
+    Generated from the registry (null policy ``reject``, ``min``/``max``, ``allowed_values``, a map's
+    ``sums_to``), so a new feature view or feature gets its checks with no code change.
+    """
+    rules: dict[str, sql.Composable] = {}
+    for feature in view.features:
+        column = sql.Identifier(feature.name)
+        is_map = feature.type == "map"
+        # a map's rules apply to each of its values
+        value = sql.SQL("e.value::float8") if is_map else column
+        if feature.null_policy == "reject":
+            rules[f"{feature.name}_null"] = sql.SQL("{} is null").format(column)
+        if feature.min is not None or feature.max is not None:
+            out = []
+            if feature.min is not None:
+                out.append(sql.SQL("{} < {}").format(value, sql.Literal(feature.min)))
+            if feature.max is not None:
+                op = sql.SQL("> " if feature.max_inclusive else ">= ")
+                out.append(sql.Composed([value, sql.SQL(" "), op, sql.Literal(feature.max)]))
+            low = "-inf" if feature.min is None else f"{feature.min:g}"
+            high = "inf" if feature.max is None else f"{feature.max:g}"
+            close = "]" if feature.max_inclusive and feature.max is not None else ")"
+            rules[f"{feature.name}_out_of_[{low},{high}{close}"] = _for_values(
+                column, is_map, sql.SQL(" or ").join(out)
+            )
+        if feature.allowed_values is not None:
+            allowed = sql.SQL(", ").join(sql.Literal(v) for v in feature.allowed_values)
+            target = sql.SQL("e.value") if is_map else column
+            rules[f"{feature.name}_not_in_allowed_values"] = _for_values(
+                column, is_map, sql.SQL("{} not in ({})").format(target, allowed)
+            )
+        if feature.sums_to is not None:
+            rules[f"{feature.name}_not_summing_to_{feature.sums_to:g}"] = sql.SQL(
+                "{c} <> '{{}}'::jsonb and abs(coalesce((select sum(value::float8) from jsonb_each_text({c})), 0)"
+                " - {s}) > {tol}"
+            ).format(c=column, s=sql.Literal(feature.sums_to), tol=sql.Literal(SUM_TOLERANCE))
+    return rules
+
+
+def _for_values(column: sql.Composable, is_map: bool, predicate: sql.Composable) -> sql.Composable:
+    """The predicate itself for a scalar; for a map: true when any of its values satisfies it."""
+    if not is_map:
+        return predicate
+    return sql.SQL("exists (select 1 from jsonb_each_text({}) as e where {})").format(column, predicate)
 
 
 @dataclass(frozen=True)
@@ -125,18 +165,26 @@ class RangeViolations:
         return f"{text}: {', '.join(broken)}" if broken else text
 
 
-def range_violations(conn: psycopg2.extensions.connection, partition: date) -> RangeViolations:
-    """Rows, violating rows and violating rows per rule of the snapshot of partition ``partition``."""
-    selects = ", ".join(f"count(*) filter (where {sql})" for sql in RANGE_RULES.values())
-    any_rule = " or ".join(f"coalesce(({sql}), false)" for sql in RANGE_RULES.values())
+def range_violations(
+    conn: psycopg2.extensions.connection, partition: date, view: FeatureView
+) -> RangeViolations:
+    """Rows, violating rows and violating rows per declared rule of ``view``'s partition ``partition``."""
+    rules = rule_predicates(view)
+    selects = [sql.SQL("count(*) filter (where {})").format(p) for p in rules.values()]
+    any_rule = sql.SQL(" or ").join(sql.SQL("coalesce(({}), false)").format(p) for p in rules.values())
+    if not rules:
+        any_rule = sql.SQL("false")
+    query = sql.SQL("select {} from {} where {} = %s").format(
+        sql.SQL(", ").join(
+            [sql.SQL("count(*)"), sql.SQL("count(*) filter (where {})").format(any_rule), *selects]
+        ),
+        sql.Identifier(*view.relation),
+        sql.Identifier(view.timestamp),
+    )
     with conn.cursor() as cur:
-        cur.execute(
-            f"select count(*), count(*) filter (where {any_rule}), {selects} "
-            "from features.user_features_history where as_of = %s",
-            (day_start(partition),),
-        )
+        cur.execute(query, (day_start(partition),))
         rows, violating, *counts = cur.fetchone()
     conn.rollback()
     return RangeViolations(
-        int(rows), int(violating), {name: int(n) for name, n in zip(RANGE_RULES, counts, strict=True)}
+        int(rows), int(violating), {name: int(n) for name, n in zip(rules, counts, strict=True)}
     )

@@ -15,6 +15,7 @@ import dagster as dg
 
 from fs_platform.defs.features.partitions import daily_partitions
 from fs_platform.defs.resources import PostgresResource
+from fs_platform.features.registry import FeatureView, load_registry
 from fs_platform.monitoring import drift_reports, quality
 from fs_platform.monitoring.drift_reports import DriftResult, NotEnoughData
 
@@ -235,30 +236,43 @@ def completeness_check(
     )
 
 
-@dg.asset_check(
-    asset=USER_FEATURES,
-    name="null_range_violations",
-    partitions_def=daily_partitions,
-    description="Rows of the partition's snapshot breaking a null/range rule (scores in range, affinity "
-    "shares summing to 1, no nulls where the contract forbids them); WARN on any.",
-)
-def null_range_check(
-    context: dg.AssetCheckExecutionContext, postgres: PostgresResource
-) -> dg.AssetCheckResult:
-    with postgres.connect() as conn:
-        measured = quality.range_violations(conn, _partition(context))
-    # counts always with their unit ("0 of 877 rows violate ..."): a bare row count reads as violations
-    return dg.AssetCheckResult(
-        passed=measured.rows > 0 and not measured.violating_rows,
-        severity=dg.AssetCheckSeverity.WARN,
-        description=measured.summary,
-        metadata={
-            "summary": dg.MetadataValue.text(measured.summary),
-            "snapshot_rows": dg.MetadataValue.int(measured.rows),
-            "violating_rows": dg.MetadataValue.int(measured.violating_rows),
-            **{f"violating_rows/{name}": dg.MetadataValue.int(n) for name, n in measured.per_rule.items()},
-        },
+def _null_range_check(view: FeatureView) -> dg.AssetChecksDefinition:
+    """The declared rules of ``view`` (the registry: null policy, range, allowed values, a map's sum)
+    as a check of the asset that serves the view (its online mart, else its model)."""
+
+    @dg.asset_check(
+        asset=dg.AssetKey(view.online_model or view.model),
+        name="null_range_violations",
+        partitions_def=daily_partitions,
+        description=f"Rows of the partition of feature view {view.name} breaking a rule declared in its yml "
+        f"({'; '.join(f'{f.name}: {f.rule}' for f in view.features)}); WARN on any.",
     )
+    def null_range_check(
+        context: dg.AssetCheckExecutionContext, postgres: PostgresResource
+    ) -> dg.AssetCheckResult:
+        with postgres.connect() as conn:
+            measured = quality.range_violations(conn, _partition(context), view)
+        # counts always with their unit ("0 of 877 rows violate ..."): a bare row count reads as violations
+        return dg.AssetCheckResult(
+            passed=measured.rows > 0 and not measured.violating_rows,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=measured.summary,
+            metadata={
+                "summary": dg.MetadataValue.text(measured.summary),
+                "feature_view": dg.MetadataValue.text(view.name),
+                "snapshot_rows": dg.MetadataValue.int(measured.rows),
+                "violating_rows": dg.MetadataValue.int(measured.violating_rows),
+                **{
+                    f"violating_rows/{name}": dg.MetadataValue.int(n) for name, n in measured.per_rule.items()
+                },
+            },
+        )
+
+    return null_range_check
+
+
+#: one rule check per feature view of the registry
+null_range_checks = [_null_range_check(view) for view in load_registry().views.values()]
 
 
 @dg.asset_check(
@@ -291,6 +305,6 @@ monitoring_checks = [
     feature_drift_check,
     prediction_drift_check,
     completeness_check,
-    null_range_check,
+    *null_range_checks,
     rejected_rate_check,
 ]
