@@ -32,7 +32,7 @@ from bench import http_load
 from bench.common import target, write_result
 from bench.database import bench_database
 from fs_platform.infra.runtime import ensure_services, pg_connect
-from fs_platform.online.store import USERS, KeyLayout, OnlineStore, connect
+from fs_platform.online.store import KeyLayout, OnlineStore, connect
 from fs_platform.online.sync import sync_snapshot
 
 PREFIX = "fs_bench"
@@ -93,7 +93,9 @@ def _sync_best(database_url: str, redis_url: str, runs: int) -> tuple[object, li
     client = connect(redis_url, 30)
     results = []
     for _ in range(max(3, runs + 2)):  # the first run warms Postgres' cache and Redis' allocator
-        results.append(sync_snapshot(USERS, conn, client, prefix=PREFIX, source=SOURCE, grace_seconds=5))
+        results.append(
+            sync_snapshot("user_features", conn, client, prefix=PREFIX, source=SOURCE, grace_seconds=5)
+        )
     conn.close()
     client.close()
     best = max(results[1:], key=lambda r: r.rows_per_second)
@@ -148,8 +150,8 @@ def _interleaved(calls: int, ours, theirs) -> tuple[list[float], list[float]]:
 def _reads(redis_url: str, ids: list[str], calls: int) -> dict[str, float]:
     store = OnlineStore(connect(redis_url, 1.0), prefix=PREFIX, max_age=timedelta(days=3650))
     raw = redis.Redis.from_url(redis_url)
-    snapshot = store.snapshot("users")
-    key = KeyLayout(PREFIX).snapshot("users", snapshot.snapshot_id)
+    snapshot = store.snapshot("user_features")
+    key = KeyLayout(PREFIX).snapshot("user_features", snapshot.snapshot_id)
     rng = random.Random(7)
     singles = [rng.choice(ids) for _ in range(calls)]
     batches = [rng.sample(ids, 100) for _ in range(calls)]

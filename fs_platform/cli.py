@@ -438,22 +438,30 @@ def ui(port: int) -> None:
 
 
 @main.command()
-@click.option("--kind", type=click.Choice(["users", "listings", "all"]), default="all", show_default=True)
+@click.option(
+    "--view", "view_names", multiple=True, help="Only this online feature view (repeatable; default: all)."
+)
 @click.option("--allow-empty", is_flag=True, help="Publish even when the source table is empty.")
-def sync(kind: str, allow_empty: bool) -> None:
-    """Publish the feature marts to Redis as atomic snapshots (what the sync assets do)."""
+def sync(view_names: tuple[str, ...], allow_empty: bool) -> None:
+    """Publish every online feature view to Redis as an atomic snapshot (what the sync assets do)."""
     from fs_platform.infra.runtime import ensure_services, pg_connect
-    from fs_platform.online.store import KINDS, connect
+    from fs_platform.online.store import connect
     from fs_platform.online.sync import sync_snapshot
+    from fs_platform.online.views import online_views
+
+    views = online_views()
+    unknown = sorted(set(view_names) - set(views))
+    if unknown:
+        raise click.UsageError(f"no online feature view {unknown} (online: {sorted(views)})")
 
     settings = get_settings()
     urls = ensure_services(settings)
     client = connect(urls.redis_url, timeout_seconds=30)
     conn = pg_connect(urls.database_url)
     try:
-        for name in KINDS if kind == "all" else [kind]:
+        for name in view_names or views:
             result = sync_snapshot(
-                KINDS[name],
+                views[name],
                 conn,
                 client,
                 prefix=settings.redis_prefix,

@@ -152,12 +152,12 @@ def read_users(conn, relation: str) -> dict[str, dict]:
 def read_listings(conn) -> dict[str, dict]:
     with conn.cursor() as cur:
         cur.execute(
-            "select listing_id::text, category_id, city, price, price_pct, is_premium, image_count, created_at "
+            "select listing_id::text, category_id, city, price, price_pct, is_premium, image_count "
             "from features.listing_features"
         )
         rows = cur.fetchall()
     conn.commit()
-    names = ("category_id", "city", "price", "price_pct", "is_premium", "image_count", "created_at")
+    names = ("category_id", "city", "price", "price_pct", "is_premium", "image_count")
     return {row[0]: dict(zip(names, row[1:], strict=True)) for row in rows}
 
 

@@ -111,13 +111,13 @@ def test_sync_automation_requests_redis_sync_only_after_the_marts_change(state):
     with open_instance() as instance:
         meta = _materialized(instance, state.sync_run_id)
     users = meta["online_user_features"]
-    assert users["users_written"].value > 100
+    assert users["dagster/row_count"].value > 100
     latest = state.schedule_ticks[-1].requests[0].partition_key
     assert users["as_of"].value == datetime.fromisoformat(latest).replace(tzinfo=UTC).timestamp()
     # the snapshot the sync published is the one Redis serves, under this run's key prefix
-    served = OnlineStore.from_settings(redis_url=state.redis_url).snapshot("users")
+    served = OnlineStore.from_settings(redis_url=state.redis_url).snapshot("user_features")
     assert served is not None and served.snapshot_id == users["snapshot_id"].value
-    assert served.rows == users["users_written"].value
+    assert served.rows == users["dagster/row_count"].value
 
 
 def test_the_sensor_and_schedule_definitions_are_on_by_default():

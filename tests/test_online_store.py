@@ -8,7 +8,7 @@ stale flag, bounded failures, and the Dagster sync assets with their automation 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import dagster as dg
 import pytest
@@ -22,8 +22,6 @@ from online_support import (
 from fs_platform.defs.resources import PostgresResource, RedisResource
 from fs_platform.infra.runtime import pg_connect
 from fs_platform.online.store import (
-    LISTINGS,
-    USERS,
     KeyLayout,
     OnlineStore,
     OnlineStoreUnavailable,
@@ -43,7 +41,7 @@ def pg(warehouse: OnlineWarehouse):
     conn.close()
 
 
-def _sync(warehouse, pg, prefix, kind=USERS, **kwargs):
+def _sync(warehouse, pg, prefix, kind="user_features", **kwargs):
     return sync_snapshot(kind, pg, warehouse.redis(), prefix=prefix, **kwargs)
 
 
@@ -61,21 +59,19 @@ def _all_users(store: OnlineStore, ids: list[str]) -> dict:
 
 def test_sync_round_trip_equals_the_feature_tables(warehouse, pg, prefix):
     users = _sync(warehouse, pg, prefix)
-    listings = _sync(warehouse, pg, prefix, LISTINGS)
+    listings = _sync(warehouse, pg, prefix, "listing_features")
     assert users.rows == len(warehouse.users) > 500
     assert users.as_of == warehouse.as_of
     assert listings.rows == len(warehouse.listings)
     assert users.bytes / users.rows < 300  # compact values
     store = _store(warehouse, prefix)
     assert _all_users(store, list(warehouse.users)) == warehouse.users  # exact, floats included
-    info = store.snapshot("users")
+    info = store.snapshot("user_features")
     assert (info.snapshot_id, info.rows, info.as_of) == (users.snapshot_id, users.rows, warehouse.as_of)
 
     got = store.get_listings(list(warehouse.listings)).rows
     for listing_id, expected in warehouse.listings.items():
-        row = dict(got[listing_id])
-        assert datetime.fromisoformat(row.pop("created_at")) == expected["created_at"]
-        assert row == {k: v for k, v in expected.items() if k != "created_at"}
+        assert got[listing_id] == expected
 
     one = store.get_user(next(iter(warehouse.users)).upper())  # any UUID spelling
     assert one.found and one.features == warehouse.users[one.entity_id]
@@ -99,7 +95,7 @@ def test_a_sync_killed_midway_leaves_the_previous_snapshot_serving(warehouse, pg
     def written(progress: SyncProgress) -> None:
         """Wait until Redis has applied the pipelined batches sent so far: a client that closes
         with replies unread resets the connection, and Redis may drop what it had not read yet."""
-        key = layout.snapshot("users", progress.snapshot_id)
+        key = layout.snapshot("user_features", progress.snapshot_id)
         deadline = time.monotonic() + 10
         while client.hlen(key) < progress.rows_sent and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -117,21 +113,21 @@ def test_a_sync_killed_midway_leaves_the_previous_snapshot_serving(warehouse, pg
     for kill, error in ((crash, RuntimeError), (drop_connection, redis.ConnectionError)):
         with pytest.raises(error):
             _sync(warehouse, pg, prefix, batch_size=100, build_ttl=600, on_batch=kill)
-        assert client.hget(layout.pointer("users"), "id").decode() == first.snapshot_id
+        assert client.hget(layout.pointer("user_features"), "id").decode() == first.snapshot_id
         again = store.get_users(ids)
         assert again.snapshot == before.snapshot and again.rows == before.rows
-        partial = [k for k in client.scan_iter(match=f"{layout.snapshot_prefix('users')}*") if
-                   k.decode() != layout.snapshot("users", first.snapshot_id)]  # fmt: skip
+        partial = [k for k in client.scan_iter(match=f"{layout.snapshot_prefix('user_features')}*") if
+                   k.decode() != layout.snapshot("user_features", first.snapshot_id)]  # fmt: skip
         assert partial and all(0 < client.ttl(k) <= 600 for k in partial)  # abandoned: expires
-        assert client.ttl(layout.snapshot("users", first.snapshot_id)) == -1  # served: no TTL
+        assert client.ttl(layout.snapshot("user_features", first.snapshot_id)) == -1  # served: no TTL
         for key in partial:
             client.unlink(key)
 
     second = _sync(warehouse, pg, prefix, grace_seconds=30)  # the next sync succeeds
     assert second.replaced == first.snapshot_id
     assert store.get_users(ids).snapshot.snapshot_id == second.snapshot_id
-    assert 0 < client.ttl(layout.snapshot("users", first.snapshot_id)) <= 30  # grace, then gone
-    assert client.ttl(layout.snapshot("users", second.snapshot_id)) == -1
+    assert 0 < client.ttl(layout.snapshot("user_features", first.snapshot_id)) <= 30  # grace, then gone
+    assert client.ttl(layout.snapshot("user_features", second.snapshot_id)) == -1
 
 
 def test_flip_refuses_an_incomplete_snapshot(warehouse, pg, prefix):
@@ -146,7 +142,7 @@ def test_flip_refuses_an_incomplete_snapshot(warehouse, pg, prefix):
         _sync(warehouse, pg, prefix, batch_size=500, build_ttl=1, on_batch=stall)
     with pytest.raises(SyncError, match="empty"):
         _sync(warehouse, pg, prefix, source="online_test.empty")
-    assert _store(warehouse, prefix).snapshot("users").snapshot_id == first.snapshot_id
+    assert _store(warehouse, prefix).snapshot("user_features").snapshot_id == first.snapshot_id
 
 
 def test_cache_is_keyed_by_snapshot_and_flips_within_its_ttl(warehouse, pg, prefix):
@@ -165,7 +161,7 @@ def test_cache_is_keyed_by_snapshot_and_flips_within_its_ttl(warehouse, pg, pref
     after = store.get_users(ids[:10])
     assert not after.from_cache and after.snapshot.as_of == as_of_b
     assert after.rows == {i: warehouse.history[as_of_b][i] for i in ids[:10]}
-    assert set(store._caches["users"].values) == set(ids[:10])  # the old snapshot's rows are gone
+    assert set(store._caches["user_features"].values) == set(ids[:10])  # the old snapshot's rows are gone
     assert store.get_users(ids[:10]).from_cache
 
 
@@ -175,7 +171,7 @@ def test_bounded_cache_and_stale_flag(warehouse, pg, prefix):
     store = _store(warehouse, prefix, cache_size=20, cache_ttl=60)
     for start in range(0, 100, 10):
         store.get_users(ids[start : start + 10])
-    assert list(store._caches["users"].values) == ids[80:]  # first in, first out
+    assert list(store._caches["user_features"].values) == ids[80:]  # first in, first out
     assert store.get_users(ids[90:]).from_cache and not store.get_users(ids[70:80]).from_cache
     assert not store.get_user(ids[0]).stale
     strict = _store(warehouse, prefix, max_age=timedelta(hours=1))  # features from DAY_B 00:00
@@ -187,7 +183,7 @@ def test_bounded_cache_and_stale_flag(warehouse, pg, prefix):
 def test_missing_snapshot_and_unreachable_redis_fail_fast(warehouse, prefix):
     with pytest.raises(SnapshotMissing):
         _store(warehouse, prefix).get_user(next(iter(warehouse.users)))
-    assert _store(warehouse, prefix).snapshot("users") is None
+    assert _store(warehouse, prefix).snapshot("user_features") is None
     dead = OnlineStore(connect(f"redis://127.0.0.1:{free_port()}/0", 0.3), prefix=prefix)
     started = time.monotonic()
     with pytest.raises(OnlineStoreUnavailable):
@@ -206,12 +202,12 @@ def test_canonical_ids():
 
 def test_sync_assets_materialize_with_metadata_and_run_after_the_marts(warehouse, prefix, monkeypatch):
     from fs_platform.definitions import defs
-    from fs_platform.defs.online_store.assets import online_listing_features, online_user_features
+    from fs_platform.defs.online_store.assets import online_view_assets
 
     monkeypatch.setenv("FS_REDIS_PREFIX", prefix)
     with dg.instance_for_test() as instance:
         result = dg.materialize(
-            [online_user_features, online_listing_features],
+            online_view_assets,
             instance=instance,
             resources={
                 "postgres": PostgresResource(database_url=warehouse.database_url),
@@ -224,15 +220,16 @@ def test_sync_assets_materialize_with_metadata_and_run_after_the_marts(warehouse
             for e in result.get_asset_materialization_events()
         }
         users = meta["online_user_features"]
-        assert users["users_written"].value == len(warehouse.users)
+        assert users["dagster/row_count"].value == len(warehouse.users)
+        assert users["feature_view"].value == "user_features"
         assert users["bytes"].value > 0 and users["seconds"].value > 0
         assert users["as_of"].value == warehouse.as_of.timestamp()
         store = _store(warehouse, prefix)
-        assert users["snapshot_id"].value == store.snapshot("users").snapshot_id
-        assert meta["online_listing_features"]["listings_written"].value == len(warehouse.listings)
+        assert users["snapshot_id"].value == store.snapshot("user_features").snapshot_id
+        assert meta["online_listing_features"]["dagster/row_count"].value == len(warehouse.listings)
 
         # automation: nothing before the marts exist; a sync once a mart partition materializes
-        selection = dg.AssetSelection.assets(online_user_features, online_listing_features)
+        selection = dg.AssetSelection.assets(*online_view_assets)
         with dg.instance_for_test() as fresh:
             first = dg.evaluate_automation_conditions(defs=defs, instance=fresh, asset_selection=selection)
             assert first.total_requested == 0
@@ -267,7 +264,7 @@ def test_cold_traffic_stops_filling_the_cache_and_hits_restart_it(warehouse, pg,
     _sync(warehouse, pg, prefix)
     ids = list(warehouse.users)
     store = _store(warehouse, prefix, cache_size=10_000, cache_ttl=60)
-    cache = store._caches["users"]
+    cache = store._caches["user_features"]
     for user in ids[:256]:  # one window of misses: the 256th closes it before being cached
         store.get_user(user)
     assert not cache.admitting and len(cache.values) == 255

@@ -17,13 +17,15 @@ import pytest
 from fastapi.testclient import TestClient
 from online_support import delete_prefix
 
+from fs_platform.features.registry import load_registry
 from fs_platform.infra.config import get_settings
 from fs_platform.infra.runtime import pg_connect
 from fs_platform.ingestion.vocabulary import DEVICE_TYPES
 from fs_platform.model import registry as model_registry
-from fs_platform.model.scoring import ScoringContext, feature_row
+from fs_platform.model.scoring import ScoringContext, input_refs, model_columns
 from fs_platform.model.training import train
-from fs_platform.online.store import LISTINGS, USERS, OnlineStore, connect
+from fs_platform.online.features import get_online_features
+from fs_platform.online.store import OnlineStore, connect
 from fs_platform.online.sync import sync_snapshot
 from fs_platform.retrieval import training_set
 from fs_platform.serving import create_app, schemas
@@ -41,7 +43,7 @@ def scoring(warehouse, tmp_path_factory):
     prefix = f"{warehouse.prefix}:score"
     conn = pg_connect(warehouse.database_url)
     client = connect(warehouse.redis_url, 10)
-    for kind in (USERS, LISTINGS):
+    for kind in ("user_features", "listing_features"):
         sync_snapshot(kind, conn, client, prefix=prefix)
     config = training_set.TrainingSetConfig(start=FIRST_DAY, end=LAST_DAY, validation_days=1, test_days=1)
     built = training_set.build(conn, config, root=folder / "training_sets")
@@ -123,18 +125,26 @@ def test_api_scores_equal_the_offline_model_on_training_rows(warehouse, scoring)
 
 
 def test_online_feature_rows_equal_the_training_rows(warehouse, scoring):
-    """Feature by feature (so a feature the model happens to ignore is checked too)."""
+    """Feature by feature (so a feature the model happens to ignore is checked too), read as the
+    model's feature service exactly as /v1/score reads it."""
     store = OnlineStore(connect(warehouse.redis_url, 2), prefix=scoring["prefix"], max_age=FOREVER)
+    registry = load_registry()
+    model = model_registry.load(scoring["version"], scoring["models"])
+    assert model.feature_service == training_set.FEATURE_SERVICE
+    refs = input_refs(model, registry)
+    assert set(refs) | {"day_of_week", "hour_of_day", "device_type"} == set(training_set.FEATURES)
     examples = _served_examples(scoring)
     for _, row in examples.iterrows():
-        user = store.get_user(row["user_id"]).features
-        listing = store.get_listing(row["listing_id"]).features
+        entities = {"user_id": [row["user_id"]], "listing_id": [row["listing_id"]]}
+        served = get_online_features(store, registry, list(refs.values()), entities)
         context = ScoringContext(row["device_type"], row["example_time"].to_pydatetime())
-        online = feature_row(user, listing, context)
+        online = {
+            name: column[0] for name, column in model_columns(model, refs, served.values, context).items()
+        }
         for name in training_set.FEATURES:
             offline = row[name]
             if pd.isna(offline):
-                assert pd.isna(online[name]), (name, row["user_id"], online[name])
+                assert online[name] is None or pd.isna(online[name]), (name, row["user_id"], online[name])
             elif name in training_set.CATEGORICAL_FEATURES:
                 assert online[name] == offline, name
             else:
@@ -154,7 +164,7 @@ def test_candidates_are_ranked_and_unknown_listings_reported(warehouse, scoring)
     assert probabilities == sorted(probabilities, reverse=True)
     assert len(set(probabilities)) > 10 and all(0 < p < 1 for p in probabilities)
     assert {r["listing_id"] for r in body["results"]} == set(candidates)
-    assert body["snapshots"]["users"]["as_of"] == warehouse.as_of.isoformat()
+    assert body["snapshots"]["user_features"]["as_of"] == warehouse.as_of.isoformat()
     assert response.headers["X-Model-Version"] == scoring["version"]
 
     only_unknown = client.post("/v1/score", json=_request(row, [UNKNOWN]))

@@ -11,7 +11,7 @@ import statistics
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -25,7 +25,7 @@ from online_support import (
 
 from fs_platform.infra.config import get_settings
 from fs_platform.infra.runtime import pg_connect
-from fs_platform.online.store import LISTINGS, USERS, OnlineStore, connect
+from fs_platform.online.store import OnlineStore, connect
 from fs_platform.online.sync import sync_snapshot
 from fs_platform.serving import create_app, schemas
 
@@ -34,7 +34,7 @@ UNKNOWN = "00000000-0000-4000-8000-000000000000"
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-def _sync(warehouse, prefix, kind=USERS, redis_url=None, **kwargs):
+def _sync(warehouse, prefix, kind="user_features", redis_url=None, **kwargs):
     conn = pg_connect(warehouse.database_url)
     try:
         return sync_snapshot(
@@ -57,16 +57,16 @@ def test_readyz_is_false_before_the_first_sync(warehouse, prefix):
     assert ready.status_code == 503
     assert ready.json()["ready"] is False and ready.json()["redis"] is True
     response = client.get(f"/v1/users/{next(iter(warehouse.users))}/features")
-    assert response.status_code == 503 and "no users snapshot" in response.json()["detail"]
+    assert response.status_code == 503 and "no user_features snapshot" in response.json()["detail"]
     _sync(warehouse, prefix)
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
-    assert ready.json()["snapshots"]["users"]["as_of"] == warehouse.as_of.isoformat()
+    assert ready.json()["snapshots"]["user_features"]["as_of"] == warehouse.as_of.isoformat()
 
 
 def test_feature_routes_and_their_errors(warehouse, prefix):
     users = _sync(warehouse, prefix)
-    _sync(warehouse, prefix, LISTINGS)
+    _sync(warehouse, prefix, "listing_features")
     client = TestClient(_app(warehouse, prefix))
     user_id, features = next(iter(warehouse.users.items()))
 
@@ -78,8 +78,7 @@ def test_feature_routes_and_their_errors(warehouse, prefix):
 
     listing_id, listing = next(iter(warehouse.listings.items()))
     got = client.get(f"/v1/listings/{listing_id}/features").json()["features"]
-    assert datetime.fromisoformat(got.pop("created_at")) == listing["created_at"]
-    assert got == {k: v for k, v in listing.items() if k != "created_at"}
+    assert got == listing
 
     ids = [*list(warehouse.users)[:5], UNKNOWN, list(warehouse.users)[0]]
     batch = client.post("/v1/features/batch", json={"user_ids": ids}).json()
@@ -101,6 +100,83 @@ def test_feature_routes_and_their_errors(warehouse, prefix):
     assert mixed.status_code == 422 and "user_ids 1" in mixed.json()["detail"]
     unknown_name = client.get(f"/v1/users/{user_id}/features", params={"names": "colour"})
     assert unknown_name.status_code == 422 and "colour" in unknown_name.json()["detail"]
+
+
+def _expected_service_row(user: dict | None, listing: dict | None) -> dict:
+    """The contact service's values of one (user, listing) row, written from the formulas of the
+    docs (not from the on-demand code): a share is 0 when the user's map lacks the key (also when
+    the listing is unknown), null when the user is unknown."""
+    row = {
+        f"user_features:{n}": None if user is None else user[n]
+        for n in ("price_sensitivity", "activity_score")
+    }
+    for name in ("price", "price_pct", "is_premium", "image_count", "category_id", "city"):
+        row[f"listing_features:{name}"] = None if listing is None else listing[name]
+    for name, key in (("category", "category_id"), ("city", "city")):
+        shares = None if user is None else user[f"{name}_affinity"]
+        value = None if listing is None else listing[key]
+        row[f"on_demand:user_{name}_affinity"] = None if shares is None else shares.get(value, 0.0)
+    pct = None if listing is None else listing["price_pct"]
+    sens = None if user is None else user["price_sensitivity"]
+    row["on_demand:price_gap"] = None if pct is None or sens is None else abs(pct - sens)
+    return row
+
+
+def test_generic_route_serves_any_view_or_service_for_any_entity_rows(warehouse, prefix):
+    _sync(warehouse, prefix)
+    _sync(warehouse, prefix, "listing_features")
+    client = TestClient(_app(warehouse, prefix))
+    users, listings = list(warehouse.users), list(warehouse.listings)
+    user_ids = [*users[:40], UNKNOWN, users[0]]
+    listing_ids = [*listings[:40], listings[1], UNKNOWN]
+    response = client.post(
+        "/v1/features/get",
+        json={"features": "contact_model", "entities": {"user_id": user_ids, "listing_id": listing_ids}},
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["rows"] == len(user_ids) and set(body["snapshots"]) == {"user_features", "listing_features"}
+    assert body["found"]["user_features"] == [u != UNKNOWN for u in user_ids]
+    for i, (u, li) in enumerate(zip(user_ids, listing_ids, strict=True)):
+        expected = _expected_service_row(warehouse.users.get(u), warehouse.listings.get(li))
+        assert list(expected) == body["features"]
+        for ref, value in expected.items():
+            got = body["values"][ref][i]
+            if value is None or isinstance(value, str | bool):
+                assert got == value, (ref, i)
+            else:
+                assert got == pytest.approx(value, rel=1e-12, abs=1e-15), (ref, i)
+
+    # any references, one entity only; a service name inside a list expands in place
+    one = client.post(
+        "/v1/features/get",
+        json={"features": ["user_features:category_affinity"], "entities": {"user_id": users[:3]}},
+    ).json()
+    assert one["values"]["user_features:category_affinity"] == [
+        warehouse.users[u]["category_affinity"] for u in users[:3]
+    ]
+    assert set(one["snapshots"]) == {"user_features"}
+
+    for payload, message in (
+        ({"features": ["user_features:colour"], "entities": {"user_id": users[:1]}}, "no feature 'colour'"),
+        ({"features": ["nope:x"], "entities": {"user_id": users[:1]}}, "names no feature view"),
+        (
+            {"features": "contact_model", "entities": {"user_id": users[:1]}},
+            "needs the entity key 'listing_id'",
+        ),
+        (
+            {"features": "contact_model", "entities": {"user_id": users[:2], "listing_id": listings[:1]}},
+            "differ in length",
+        ),
+        ({"features": "contact_model", "entities": {}}, "entities is empty"),
+        (
+            {"features": ["user_features:activity_score"], "entities": {"user_id": users[:1] * 1001}},
+            "1001 entity rows",
+        ),
+        ({"features": ["user_features:activity_score"], "entities": {"user_id": ["nope"]}}, "UUID"),
+    ):
+        bad = client.post("/v1/features/get", json=payload)
+        assert bad.status_code == 422 and message in bad.json()["detail"], (payload, bad.text)
 
 
 @pytest.mark.parametrize(
@@ -170,12 +246,7 @@ def test_openapi_documents_every_route_with_examples(warehouse, prefix):
     assert set(user_route["responses"]) == {"200", "404", "422", "431", "503"}
     for path in ("/v1/features/batch", "/v1/score"):
         assert set(paths[path]["post"]["responses"]) == {"200", "413", "422", "431", "503"}, path
-    # the feature names a client may select, from the store's own list (not a copy)
-    [names] = [p for p in user_route["parameters"] if p["name"] == "names"]
-    [array] = [s for s in names["schema"]["anyOf"] if s.get("type") == "array"]
-    assert array["items"]["enum"] == list(USERS.features)
-    [batch_names] = [s for s in components["BatchRequest"]["properties"]["names"]["anyOf"] if "items" in s]
-    assert batch_names["items"]["enum"] == list(USERS.features)
+    assert set(paths["/v1/features/get"]["post"]["responses"]) == {"200", "413", "422", "431", "503"}
     assert "1000 user ids" in schema["info"]["description"]
     assert components["BatchRequest"]["properties"]["user_ids"]["maxItems"] == schemas.MAX_BATCH
 
@@ -216,7 +287,7 @@ def test_metrics_are_exposed(warehouse, prefix):
         in text
     )
     assert "fs_serving_cache_hit_ratio 0.666" in text  # 2 of 3 reads from the cache
-    assert 'fs_serving_snapshot_age_seconds{kind="users"}' in text
+    assert 'fs_serving_snapshot_age_seconds{view="user_features"}' in text
     assert 'fs_serving_errors_total{cause="invalid_request"} 1.0' in text
 
 

@@ -187,10 +187,10 @@ def _print_features(database_url: str) -> None:
 
 def sync_online_store(instance: dg.DagsterInstance, database_url: str) -> None:
     """Publish the features to Redis (the two sync assets) and show how to query them over HTTP."""
-    from fs_platform.defs.online_store.assets import online_listing_features, online_user_features
+    from fs_platform.defs.online_store.assets import online_view_assets
 
     result = dg.materialize(
-        [online_user_features, online_listing_features],
+        online_view_assets,
         instance=instance,
         resources=_resources(),
         run_config=QUIET,
@@ -199,8 +199,8 @@ def sync_online_store(instance: dg.DagsterInstance, database_url: str) -> None:
     meta = {e.asset_key.path[-1]: e.materialization.metadata for e in events}
     users, listings = meta["online_user_features"], meta["online_listing_features"]
     print(
-        f"\nonline store (Redis): {users['users_written'].value:,} users in snapshot "
-        f"{users['snapshot_id'].value}, {listings['listings_written'].value:,} listings"
+        f"\nonline store (Redis): {users['dagster/row_count'].value:,} users in snapshot "
+        f"{users['snapshot_id'].value}, {listings['dagster/row_count'].value:,} listings"
     )
     conn = pg_connect(database_url)
     with conn.cursor() as cur:

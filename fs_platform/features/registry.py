@@ -112,6 +112,8 @@ class FeatureView:
     ttl: timedelta
     online: bool
     online_model: str | None
+    #: (schema, table) of the model the online store publishes (the latest partition), if online
+    online_relation: tuple[str, str] | None
     owner: str
     tags: tuple[str, ...]
     description: str
@@ -202,13 +204,13 @@ def load_registry(project_dir: Path = DBT_PROJECT_DIR, manifest_path: Path | Non
     manifest = json.loads((manifest_path or ensure_manifest(project_dir)).read_text())
     entities = _entities(project)
     views: dict[str, FeatureView] = {}
-    for node in manifest["nodes"].values():
-        if node["resource_type"] != "model":
-            continue
+    models = [node for node in manifest["nodes"].values() if node["resource_type"] == "model"]
+    schemas = {node["name"]: node["schema"] for node in models}
+    for node in models:
         meta = node.get("config", {}).get("meta") or {}
         if "feature_view" not in meta:
             continue
-        view = _view(node, meta, entities)
+        view = _view(node, meta, entities, schemas)
         if view.name in views:
             raise RegistryError(
                 f"model {node['name']}: feature view name {view.name!r} is already declared by model "
@@ -255,7 +257,7 @@ def _entities(project: dict) -> dict[str, Entity]:
     return out
 
 
-def _view(node: dict, meta: dict, entities: dict[str, Entity]) -> FeatureView:
+def _view(node: dict, meta: dict, entities: dict[str, Entity], schemas: dict[str, str]) -> FeatureView:
     model = node["name"]
     spec = meta["feature_view"] or {}
     if not isinstance(spec, dict):
@@ -281,6 +283,10 @@ def _view(node: dict, meta: dict, entities: dict[str, Entity]) -> FeatureView:
         features.append(_feature(name, model, column, column_meta["feature"] or {}))
     if not features:
         raise RegistryError(f"model {model}: feature view {name} declares no feature column (meta.feature)")
+    online = bool(spec.get("online", False))
+    online_model = spec.get("online_model") or (model if online else None)
+    if online_model is not None and online_model not in schemas:
+        raise RegistryError(f"model {model}: online_model {online_model!r} is not a model of the project")
     return FeatureView(
         name=name,
         model=model,
@@ -288,8 +294,9 @@ def _view(node: dict, meta: dict, entities: dict[str, Entity]) -> FeatureView:
         entity=entity,
         timestamp=timestamp,
         ttl=timedelta(days=ttl_days),
-        online=bool(spec.get("online", False)),
-        online_model=spec.get("online_model"),
+        online=online,
+        online_model=online_model,
+        online_relation=(schemas[online_model], online_model) if online and online_model else None,
         owner=meta.get("owner", ""),
         tags=tuple(meta.get("tags") or ()),
         description=" ".join((node.get("description") or "").split()),

@@ -22,6 +22,7 @@ import pandas as pd
 
 from fs_platform.infra.config import get_settings
 from fs_platform.model.training import TrainedModel, predict
+from fs_platform.retrieval.training_set import FEATURE_SERVICE
 
 MODEL_FILE = "model.txt"
 METADATA_FILE = "metadata.json"
@@ -44,6 +45,12 @@ class RegisteredModel:
     @property
     def features(self) -> list[str]:
         return list(self.metadata["features"])
+
+    @property
+    def feature_service(self) -> str:
+        """The feature service the model was trained on (and so is served); older versions did not
+        record it and were all trained on the contact training set's."""
+        return self.metadata.get("feature_service", FEATURE_SERVICE)
 
     @property
     def levels(self) -> dict[str, list[str]]:

@@ -1,10 +1,11 @@
-"""Online scoring: the model's feature row built from online features, exactly as the training set does.
+"""Online scoring: the model's inputs read as its feature service, plus the request's context.
 
-Why a module of its own: train/serve skew hides in small differences (a missing affinity key that
-is 0 offline but null online, Sunday as 0 or 6, a category level coded differently). Every rule of
-``fs_platform.retrieval.training_set.EXAMPLES_SQL`` that turns a user snapshot, a listing and the context into
-model inputs is restated here once, and a test compares the API's scores with the offline model's
-predictions on the training set's own rows.
+Why nothing here names a feature: a model records the feature service it was trained on
+(``RegisteredModel.feature_service``); ``score`` asks the online store for exactly that service
+(``fs_platform.online.features``), which computes the on-demand cross features with the same
+registered functions historical retrieval uses. A model input is the service reference's feature
+name (``user_features:price_sensitivity`` -> ``price_sensitivity``) or a context feature of the
+request (day of week, hour, device), the only inputs that do not come from a view.
 
 The rows go to LightGBM as a float matrix with categoricals already coded by the model's training
 levels (what LightGBM does itself with a pandas ``category`` frame): a 100-candidate request then
@@ -14,16 +15,15 @@ costs a few hundred microseconds instead of the milliseconds a pandas frame woul
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from fs_platform.features.registry import Registry
 from fs_platform.model.registry import RegisteredModel
-
-_USER_NUMERIC = ("price_sensitivity", "activity_score")
 
 
 @dataclass(frozen=True)
@@ -41,59 +41,66 @@ class ScoringContext:
     def hour_of_day(self) -> int:
         return self.at.astimezone(UTC).hour
 
+    def features(self) -> dict[str, Any]:
+        """The context features, named as the training set names them."""
+        return {
+            "day_of_week": float(self.day_of_week),
+            "hour_of_day": float(self.hour_of_day),
+            "device_type": self.device_type,
+        }
 
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
+
+CONTEXT_FEATURES: tuple[str, ...] = tuple(ScoringContext("other", datetime.now(UTC)).features())
 
 
-def feature_row(user: dict[str, Any] | None, listing: dict[str, Any], context: ScoringContext) -> dict:
-    """The model inputs of one (user, listing, context), named as in ``training_set.FEATURES``.
-
-    ``user`` is None for a user without a snapshot: user and cross features are then unknown
-    (null), as for an offline example without a usable snapshot; a snapshot that lacks the
-    listing's category or city gives an affinity of 0.
-    """
-    row: dict[str, Any] = {
-        "price": _number(listing.get("price")),
-        "price_pct": _number(listing.get("price_pct")),
-        "is_premium": float(bool(listing.get("is_premium"))),
-        "image_count": _number(listing.get("image_count")),
-        "day_of_week": float(context.day_of_week),
-        "hour_of_day": float(context.hour_of_day),
-        "device_type": context.device_type,
-        "category_id": listing.get("category_id"),
-        "city": listing.get("city"),
-    }
-    if user is None:
-        row.update(dict.fromkeys((*_USER_NUMERIC, "user_category_affinity", "user_city_affinity"), math.nan))
-    else:
-        row.update({name: _number(user.get(name)) for name in _USER_NUMERIC})
-        row["user_category_affinity"] = float(
-            (user.get("category_affinity") or {}).get(row["category_id"], 0.0)
+def input_refs(model: RegisteredModel, registry: Registry) -> dict[str, str]:
+    """Model input name -> the feature reference of the model's service that feeds it; raises when
+    an input is neither in the service nor a context feature (a model the registry cannot serve)."""
+    refs = registry.expand(model.feature_service)
+    by_name = {ref.partition(":")[2]: ref for ref in refs}
+    missing = [f for f in model.features if f not in by_name and f not in CONTEXT_FEATURES]
+    if missing:
+        raise ValueError(
+            f"model {model.version} needs {missing}, which feature service {model.feature_service} "
+            "does not provide"
         )
-        row["user_city_affinity"] = float((user.get("city_affinity") or {}).get(row["city"], 0.0))
-    row["price_gap"] = abs(row["price_pct"] - row["price_sensitivity"])  # nan when either is unknown
-    return row
+    return {f: by_name[f] for f in model.features if f in by_name}
 
 
-def encode(rows: Sequence[dict], features: Sequence[str], levels: dict[str, list[str]]) -> np.ndarray:
-    """Rows -> the float matrix LightGBM sees: categoricals as the index of the training level
-    (unseen or missing -> NaN, never a new code), everything else as float."""
-    matrix = np.empty((len(rows), len(features)), dtype=np.float64)
+def model_columns(
+    model: RegisteredModel,
+    refs: Mapping[str, str],
+    values: Mapping[str, Sequence[Any]],
+    context: ScoringContext,
+) -> dict[str, Sequence[Any]]:
+    """Columns of model inputs: service values renamed to the model's names, context repeated."""
+    rows = len(next(iter(values.values()))) if values else 0
+    columns: dict[str, Sequence[Any]] = {name: values[ref] for name, ref in refs.items()}
+    for name, value in context.features().items():
+        columns[name] = [value] * rows
+    return columns
+
+
+def encode(
+    columns: Mapping[str, Sequence[Any]], features: Sequence[str], levels: dict[str, list[str]]
+) -> np.ndarray:
+    """Columns -> the float matrix LightGBM sees: categoricals as the index of the training level
+    (unseen or missing -> NaN, never a new code), everything else as float (null -> NaN)."""
+    rows = len(columns[features[0]]) if features else 0
+    matrix = np.empty((rows, len(features)), dtype=np.float64)
     for j, name in enumerate(features):
+        column = columns[name]
         if name in levels:
             codes = {level: float(i) for i, level in enumerate(levels[name])}
-            matrix[:, j] = [
-                codes.get(str(r[name]), math.nan) if r[name] is not None else math.nan for r in rows
-            ]
+            matrix[:, j] = [codes.get(str(v), math.nan) if v is not None else math.nan for v in column]
         else:
-            matrix[:, j] = [r[name] for r in rows]
+            matrix[:, j] = [math.nan if v is None else float(v) for v in column]
     return matrix
 
 
-def score(model: RegisteredModel, rows: Sequence[dict]) -> np.ndarray:
+def score(model: RegisteredModel, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
     """P(contact or favourite) per row, single-threaded (a request is too small to share out)."""
-    if not rows:
+    matrix = encode(columns, model.features, model.levels)
+    if not len(matrix):
         return np.empty(0)
-    matrix = encode(rows, model.features, model.levels)
     return model.booster.predict(matrix, num_iteration=model.booster.best_iteration or None, num_threads=1)

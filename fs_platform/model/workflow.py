@@ -64,6 +64,7 @@ def train_and_register(
             "training_set_path": str(path),
             "training_window": ts_meta["splits"],
             "training_set_config": ts_meta["config"],
+            "feature_service": ts_meta.get("feature_service", training_set.FEATURE_SERVICE),
         },
         root,
     )

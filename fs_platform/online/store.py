@@ -1,7 +1,8 @@
 """The Redis online store: key layout, value encoding, and the reader the serving API uses.
 
-A *snapshot* is one immutable Redis hash per entity kind (``{prefix}:users:snap:{id}``,
-field = entity id, value = compact JSON array). A *pointer* hash (``{prefix}:users:current``)
+A *snapshot* is one immutable Redis hash per online feature view (``{prefix}:user_features:snap:{id}``,
+field = entity id, value = compact JSON array in the view's feature order, ``fs_platform.online.views``).
+A *pointer* hash (``{prefix}:user_features:current``)
 names the snapshot being served plus its metadata. The sync (``fs_platform.online.sync``)
 writes a new snapshot beside the served one and flips the pointer in one Lua script; readers
 read the ids from the snapshot they last saw and the pointer in one pipelined round trip, and
@@ -17,7 +18,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -28,6 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from fs_platform.infra.config import Settings, get_settings
+from fs_platform.online.views import OnlineView, entity_view, online_views
 
 #: value encoding written in every pointer; a reader refuses formats it does not know
 VALUE_FORMAT = "json-array-v1"
@@ -42,7 +44,11 @@ class OnlineStoreUnavailable(OnlineStoreError):
 
 
 class SnapshotMissing(OnlineStoreError):
-    """No snapshot of this kind has been published yet (the API answers 503, /readyz is false)."""
+    """No snapshot of this view has been published yet (the API answers 503, /readyz is false)."""
+
+
+class UnknownView(ValueError):
+    """A request named a feature view that is not served online (the API answers 422)."""
 
 
 class CircuitBreaker:
@@ -94,26 +100,6 @@ class CircuitBreaker:
             self._open_until = time.monotonic() + self.cooldown
             self._probing = False
             self._cause = str(cause) or type(cause).__name__
-
-
-@dataclass(frozen=True)
-class EntityKind:
-    """One kind of served entity: its id name and its features, in value-array order."""
-
-    name: str
-    id_name: str
-    features: tuple[str, ...]
-
-
-USERS = EntityKind(
-    "users", "user_id", ("category_affinity", "city_affinity", "price_sensitivity", "activity_score")
-)
-LISTINGS = EntityKind(
-    "listings",
-    "listing_id",
-    ("category_id", "city", "price", "price_pct", "is_premium", "image_count", "created_at"),
-)
-KINDS = {kind.name: kind for kind in (USERS, LISTINGS)}
 
 
 @dataclass(frozen=True)
@@ -248,6 +234,7 @@ class OnlineStore:
         self,
         client: redis.Redis,
         *,
+        views: Mapping[str, OnlineView] | None = None,
         prefix: str = "fs",
         max_age: timedelta = timedelta(hours=36),
         cache_size: int = 0,
@@ -255,13 +242,15 @@ class OnlineStore:
         breaker_cooldown: float = 1.0,
     ) -> None:
         self.client = client
+        #: the served views (default: every online view of the project's registry)
+        self.views: dict[str, OnlineView] = dict(online_views() if views is None else views)
         self.breaker = CircuitBreaker(breaker_cooldown)
         self.layout = KeyLayout(prefix)
         self.max_age = max_age
         self.cache_size = cache_size
         self.cache_ttl = cache_ttl
         self._known: dict[str, str] = {}  # kind -> snapshot id last seen
-        self._caches = {kind: _KindCache() for kind in KINDS}
+        self._caches = {name: _KindCache() for name in self.views}
         self._lock = threading.Lock()
         self._infos: dict[tuple[str, bytes], SnapshotInfo] = {}
         self.last_snapshot: dict[str, SnapshotInfo] = {}
@@ -288,24 +277,36 @@ class OnlineStore:
 
     # ------------------------------------------------------------------ public reads
 
+    def view(self, name: str | OnlineView) -> OnlineView:
+        if isinstance(name, OnlineView):
+            return name
+        try:
+            return self.views[name]
+        except KeyError:
+            raise UnknownView(f"no online feature view {name!r} (served: {sorted(self.views)})") from None
+
+    def entity_view(self, entity: str) -> OnlineView:
+        """The view the per-entity conveniences read (``online.views.entity_view``)."""
+        return entity_view(self.views, entity)
+
     def get_user(self, user_id: str | uuid.UUID, names: Sequence[str] | None = None) -> FeatureVector:
-        return self._one(USERS, user_id, names)
+        return self._one(self.entity_view("user"), user_id, names)
 
     def get_users(
         self, user_ids: Iterable[str | uuid.UUID], names: Sequence[str] | None = None
     ) -> FeatureBatch:
-        return self.get_many(USERS, user_ids, names)
+        return self.get_many(self.entity_view("user"), user_ids, names)
 
     def get_listing(self, listing_id: str | uuid.UUID) -> FeatureVector:
-        return self._one(LISTINGS, listing_id, None)
+        return self._one(self.entity_view("listing"), listing_id, None)
 
     def get_listings(self, listing_ids: Iterable[str | uuid.UUID]) -> FeatureBatch:
-        return self.get_many(LISTINGS, listing_ids, None)
+        return self.get_many(self.entity_view("listing"), listing_ids, None)
 
-    def snapshot(self, kind: str) -> SnapshotInfo | None:
-        """The snapshot currently served for ``kind`` (None before the first sync)."""
+    def snapshot(self, view: str | OnlineView) -> SnapshotInfo | None:
+        """The snapshot currently served for ``view`` (None before the first sync)."""
         try:
-            return self._fetch(KINDS[kind], [])[0]
+            return self._fetch(self.view(view), [])[0]
         except SnapshotMissing:
             return None
 
@@ -327,9 +328,13 @@ class OnlineStore:
         return answered
 
     def get_many(
-        self, kind: EntityKind, entity_ids: Iterable[str | uuid.UUID], names: Sequence[str] | None = None
+        self,
+        view: str | OnlineView,
+        entity_ids: Iterable[str | uuid.UUID],
+        names: Sequence[str] | None = None,
     ) -> FeatureBatch:
         """Features of every id (duplicates collapse) from one snapshot, in one round trip."""
+        kind = self.view(view)
         ids = list(dict.fromkeys(canonical_id(i) for i in entity_ids))
         selected = _check_names(kind, names)
         cached = self._from_cache(kind, ids)
@@ -348,13 +353,13 @@ class OnlineStore:
     # ------------------------------------------------------------------ internals
 
     def _one(
-        self, kind: EntityKind, entity_id: str | uuid.UUID, names: Sequence[str] | None
+        self, kind: OnlineView, entity_id: str | uuid.UUID, names: Sequence[str] | None
     ) -> FeatureVector:
         batch = self.get_many(kind, [entity_id], names)
         [(key, features)] = batch.rows.items()
         return FeatureVector(key, features, batch.snapshot, batch.stale)
 
-    def _fetch(self, kind: EntityKind, ids: list[str]) -> tuple[SnapshotInfo, list[bytes | None]]:
+    def _fetch(self, kind: OnlineView, ids: list[str]) -> tuple[SnapshotInfo, list[bytes | None]]:
         """One pipelined round trip: HMGET the ids from the snapshot last seen, then the pointer;
         returns the encoded values in the order of ``ids``.
 
@@ -425,7 +430,7 @@ class OnlineStore:
             self._infos[raw_key] = info
         return info
 
-    def _from_cache(self, kind: EntityKind, ids: list[str]) -> tuple[SnapshotInfo, list[bytes | None]] | None:
+    def _from_cache(self, kind: OnlineView, ids: list[str]) -> tuple[SnapshotInfo, list[bytes | None]] | None:
         if self.cache_size <= 0:
             return None
         cache = self._caches[kind.name]
@@ -443,7 +448,7 @@ class OnlineStore:
             return None
 
     def _remember(
-        self, kind: EntityKind, info: SnapshotInfo, ids: list[str], values: list[bytes | None]
+        self, kind: OnlineView, info: SnapshotInfo, ids: list[str], values: list[bytes | None]
     ) -> None:
         if self.cache_size <= 0:
             return
@@ -498,7 +503,7 @@ def _count_request(cache: _KindCache) -> None:
         cache.window_requests = cache.window_hits = 0
 
 
-def _decode(kind: EntityKind, ids: list[str], values: list[bytes | None]) -> dict[str, dict[str, Any] | None]:
+def _decode(kind: OnlineView, ids: list[str], values: list[bytes | None]) -> dict[str, dict[str, Any] | None]:
     """Values -> feature dicts; one orjson call for the whole batch (a third faster than one per value)."""
     present = [v for v in values if v is not None]
     decoded = iter(orjson.loads(b"[" + b",".join(present) + b"]") if present else ())
@@ -509,7 +514,7 @@ def _decode(kind: EntityKind, ids: list[str], values: list[bytes | None]) -> dic
     }
 
 
-def _check_names(kind: EntityKind, names: Sequence[str] | None) -> tuple[str, ...] | None:
+def _check_names(kind: OnlineView, names: Sequence[str] | None) -> tuple[str, ...] | None:
     if not names:
         return None
     unknown = [n for n in names if n not in kind.features]

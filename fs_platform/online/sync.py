@@ -4,11 +4,15 @@ Steps, and why each is safe to die in:
 
 1. a consistent read (REPEATABLE READ) of the source with a server-side cursor; Postgres builds
    each value (``json_build_array(...)::text``) so Python only moves bytes;
-2. pipelined ``HSET`` batches into a *new* hash ``{prefix}:{kind}:snap:{id}`` that carries a TTL
+Every online feature view (``fs_platform.online.views``) is synced the same way, from the model
+its yml names as ``online_model`` (the latest partition), one value array per entity in the view's
+declared feature order.
+
+2. pipelined ``HSET`` batches into a *new* hash ``{prefix}:{view}:snap:{id}`` that carries a TTL
    while it is written (re-armed with every batch): a sync killed here leaves a partial hash
    nobody points to, and it expires;
 3. one Lua script checks the new hash is complete (``HLEN`` = rows read), points
-   ``{prefix}:{kind}:current`` at it, removes its TTL and gives the replaced snapshot a short
+   ``{prefix}:{view}:current`` at it, removes its TTL and gives the replaced snapshot a short
    grace TTL (readers already holding its id finish, then it disappears). Scripts run
    atomically, so readers see the old pointer or the new one, nothing in between.
 """
@@ -28,16 +32,8 @@ import psycopg2.extensions
 import redis
 from psycopg2 import sql
 
-from fs_platform.online.store import LISTINGS, USERS, VALUE_FORMAT, EntityKind, KeyLayout
-
-#: where each kind is read from by default (the dbt marts)
-SOURCES = {USERS.name: "features.user_features", LISTINGS.name: "features.listing_features"}
-
-#: the value array, built by Postgres, in ``EntityKind.features`` order
-_VALUE_SQL = {
-    USERS.name: "json_build_array(category_affinity, city_affinity, price_sensitivity, activity_score)",
-    LISTINGS.name: "json_build_array(category_id, city, price, price_pct, is_premium, image_count, created_at)",
-}
+from fs_platform.online.store import VALUE_FORMAT, KeyLayout
+from fs_platform.online.views import OnlineView, online_views
 
 _FLIP_LUA = """
 local n = redis.call('HLEN', KEYS[2])
@@ -94,7 +90,7 @@ def new_snapshot_id() -> str:
 
 
 def sync_snapshot(
-    kind: EntityKind,
+    view: str | OnlineView,
     conn: psycopg2.extensions.connection,
     client: redis.Redis,
     *,
@@ -106,25 +102,26 @@ def sync_snapshot(
     allow_empty: bool = False,
     on_batch: Callable[[SyncProgress], None] | None = None,
 ) -> SyncResult:
-    """Copy ``source`` (default: the kind's dbt mart) into a new snapshot and flip to it."""
+    """Copy ``source`` (default: the view's online model) into a new snapshot and flip to it;
+    ``view`` is an online view or the name of one of the project's."""
+    kind = online_views()[view] if isinstance(view, str) else view
     started = time.perf_counter()
     layout = KeyLayout(prefix)
     snapshot_id = new_snapshot_id()
     key = layout.snapshot(kind.name, snapshot_id)
-    relation = _relation(source or SOURCES[kind.name])
+    source = source or kind.source_name
+    relation = _relation(source)
     with _read_transaction(conn):
         expected, as_of = _summary(conn, kind, relation)
         if expected == 0 and not allow_empty:
-            raise SyncError(
-                f"{source or SOURCES[kind.name]} is empty: keeping the current {kind.name} snapshot"
-            )
+            raise SyncError(f"{source} is empty: keeping the current {kind.name} snapshot")
         writer = _SnapshotWriter(client, key.encode(), build_ttl)
         try:
             with conn.cursor(name=f"online_sync_{kind.name}") as cursor:
                 cursor.execute(
                     sql.SQL("select {id}::text, {value}::text from {relation}").format(
                         id=sql.Identifier(kind.id_name),
-                        value=sql.SQL(_VALUE_SQL[kind.name]),
+                        value=_value_sql(kind),
                         relation=relation,
                     )
                 )
@@ -149,7 +146,7 @@ def sync_snapshot(
         "bytes": writer.bytes,
         "format": VALUE_FORMAT,
         "seconds": round(seconds, 3),
-        "source": source or SOURCES[kind.name],
+        "source": source,
     }
     flip = client.register_script(_FLIP_LUA)
     try:
@@ -176,12 +173,10 @@ def sync_snapshot(
     )
 
 
-def sync_users(conn: psycopg2.extensions.connection, client: redis.Redis, **kwargs) -> SyncResult:
-    return sync_snapshot(USERS, conn, client, **kwargs)
-
-
-def sync_listings(conn: psycopg2.extensions.connection, client: redis.Redis, **kwargs) -> SyncResult:
-    return sync_snapshot(LISTINGS, conn, client, **kwargs)
+def _value_sql(kind: OnlineView) -> sql.Composable:
+    """The value array, built by Postgres, in the view's feature order."""
+    columns = sql.SQL(", ").join(sql.Identifier(name) for name in kind.features)
+    return sql.SQL("json_build_array({})").format(columns)
 
 
 def _relation(name: str) -> sql.Composable:
@@ -213,21 +208,18 @@ def _read_transaction(conn: psycopg2.extensions.connection) -> Iterator[None]:
 
 
 def _summary(
-    conn: psycopg2.extensions.connection, kind: EntityKind, relation: sql.Composable
+    conn: psycopg2.extensions.connection, kind: OnlineView, relation: sql.Composable
 ) -> tuple[int, datetime]:
-    """Row count and the snapshot's as_of (user features: their cutoff; listings: now)."""
+    """Row count and the snapshot's as_of: the one value of the view's timestamp column."""
     with conn.cursor() as cur:
-        if kind is USERS:
-            cur.execute(sql.SQL("select count(*), min(as_of), max(as_of) from {}").format(relation))
-            rows, first, last = cur.fetchone()
-            if first != last:
-                raise SyncError(
-                    f"{relation.as_string(conn)} mixes as_of {first} and {last}: not one snapshot"
-                )
-            return rows, last or datetime.now(UTC)
-        cur.execute(sql.SQL("select count(*), now() from {}").format(relation))
-        rows, now = cur.fetchone()
-        return rows, now
+        stamp = sql.Identifier(kind.timestamp)
+        cur.execute(sql.SQL("select count(*), min({0}), max({0}) from {1}").format(stamp, relation))
+        rows, first, last = cur.fetchone()
+        if first != last:
+            raise SyncError(
+                f"{relation.as_string(conn)} mixes {kind.timestamp} {first} and {last}: not one snapshot"
+            )
+        return rows, last or datetime.now(UTC)
 
 
 class _Prefetcher:

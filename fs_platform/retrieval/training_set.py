@@ -59,6 +59,9 @@ NUMERIC_FEATURES: tuple[str, ...] = (
     "price_gap",
 )
 FEATURES: tuple[str, ...] = NUMERIC_FEATURES + CATEGORICAL_FEATURES
+#: the feature service (dbt exposure) whose references these columns are, plus the context
+#: features; a model trained on this set is served exactly that service (``model.scoring``)
+FEATURE_SERVICE = "contact_model"
 #: identity, time and bookkeeping columns kept beside the features (not model inputs)
 KEY_COLUMNS: tuple[str, ...] = ("user_id", "listing_id", "example_date", "example_time", "features_as_of")
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -457,6 +460,7 @@ def describe(frame: pd.DataFrame, config: TrainingSetConfig, fp: str) -> dict:
         "end": config.end.isoformat(),
         "splits": per_split,
         "features": list(FEATURES),
+        "feature_service": FEATURE_SERVICE,
         "categorical_features": list(CATEGORICAL_FEATURES),
         "fingerprint": fp,
         "config": config.to_json(),

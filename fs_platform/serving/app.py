@@ -22,10 +22,11 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 
+from fs_platform.features.registry import Registry, load_registry
 from fs_platform.infra.config import Settings, get_settings
-from fs_platform.model.scoring import ScoringContext, feature_row, score
+from fs_platform.model.scoring import ScoringContext, input_refs, model_columns, score
+from fs_platform.online.features import OnlineRequestError, get_online_features
 from fs_platform.online.store import (
-    KINDS,
     OnlineStore,
     OnlineStoreError,
     OnlineStoreUnavailable,
@@ -39,9 +40,12 @@ from fs_platform.serving.metrics import MetricsMiddleware, ServingMetrics
 from fs_platform.serving.model_provider import ModelProvider, NoModel
 
 DESCRIPTION = f"""
-Per-user and per-listing features of the marketplace recommender, read from the Redis online
-store, and `POST /v1/score`: candidate listings ranked by the promoted contact model. Every
-response is answered from **one** snapshot (see `snapshot` in the body); features older than
+Features of the marketplace recommender, read from the Redis online store: `POST /v1/features/get`
+answers any online feature view or feature service (`fs-platform features list`) for any entity
+keys, the per-user and per-listing routes are conveniences over the entity's main view, and
+`POST /v1/score` ranks candidate listings with the promoted contact model on exactly the feature
+service it was trained on. Every view in a response is read from **one** snapshot (see
+`snapshot`/`snapshots` in the body); features older than
 `FS_ONLINE_MAX_AGE_HOURS` are served with `snapshot.stale = true` and the header
 `X-Features-Stale: true`.
 
@@ -125,9 +129,12 @@ def create_app(
     store: OnlineStore | None = None,
     settings: Settings | None = None,
     models: ModelProvider | None = None,
+    registry: Registry | None = None,
 ) -> FastAPI:
-    """Build the app; ``store`` and ``models`` default to the FS_* configuration (cache on)."""
+    """Build the app; ``store`` and ``models`` default to the FS_* configuration (cache on),
+    ``registry`` to the project's feature registry."""
     settings = settings or get_settings()
+    registry = registry or load_registry()
     store = store or OnlineStore.from_settings(settings)
     models = models or ModelProvider(settings.model_registry_dir)
     metrics = ServingMetrics(store)
@@ -158,6 +165,13 @@ def create_app(
     get_codes = (*auth_codes, 404, 422, 431, 503)
     post_codes = (*auth_codes, 413, 422, 431, 503)
     v1 = APIRouter(prefix="/v1", tags=["features"], dependencies=dependencies)
+
+    served_refs: dict[str, dict[str, str]] = {}  # model version -> model input -> reference
+
+    def _count_stale(batches) -> None:
+        for batch in batches:
+            if batch.stale:
+                metrics.stale.labels(batch.snapshot.kind).inc()
 
     def _vector_response(entity: str, kind: str, requested_id: str, vector) -> Response:
         """One entity's features (200) or a 404 naming the snapshot that lacks it."""
@@ -192,7 +206,7 @@ def create_app(
             vector = store.get_user(str(user_id), _names(names))
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
-        return _vector_response("user", "users", str(user_id), vector)
+        return _vector_response("user", store.entity_view("user").name, str(user_id), vector)
 
     @v1.post(
         "/features/batch",
@@ -207,8 +221,7 @@ def create_app(
             raise InvalidRequest(str(exc)) from exc
         results = [{"user_id": uid, "found": f is not None, "features": f} for uid, f in batch.rows.items()]
         found = sum(1 for r in results if r["found"])
-        if batch.stale:
-            metrics.stale.labels("users").inc()
+        _count_stale([batch])
         body = {
             "snapshot": _snapshot_body(batch.snapshot, batch.stale),
             "found": found,
@@ -229,7 +242,28 @@ def create_app(
         ],
     ) -> Response:
         vector = store.get_listing(str(listing_id))
-        return _vector_response("listing", "listings", str(listing_id), vector)
+        return _vector_response("listing", store.entity_view("listing").name, str(listing_id), vector)
+
+    @v1.post(
+        "/features/get",
+        response_model=schemas.OnlineFeaturesResponse,
+        responses=_error_responses(*post_codes),
+        summary=f"Any online features or a feature service for up to {schemas.MAX_BATCH} entity rows",
+    )
+    def get_features(request: schemas.OnlineFeaturesRequest) -> Response:
+        try:
+            online = get_online_features(store, registry, request.features, request.entities)
+        except OnlineRequestError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        _count_stale(online.batches.values())
+        body = {
+            "features": online.refs,
+            "rows": online.rows,
+            "values": online.values,
+            "found": online.found,
+            "snapshots": {v: _snapshot_body(b.snapshot, b.stale) for v, b in online.batches.items()},
+        }
+        return _json(body)
 
     @v1.post(
         "/score",
@@ -239,28 +273,33 @@ def create_app(
     )
     def score_listings(request: schemas.ScoreRequest) -> Response:
         model = models.current()
-        user = store.get_user(str(request.user_id))
-        listings = store.get_listings(str(i) for i in request.listing_ids)
+        refs = served_refs.get(model.version)
+        if refs is None:
+            refs = served_refs[model.version] = input_refs(model, registry)
+        user_view, listing_view = store.entity_view("user"), store.entity_view("listing")
+        user_id = str(request.user_id)
+        listing_ids = list(dict.fromkeys(str(i) for i in request.listing_ids))
+        entities = {user_view.id_name: [user_id] * len(listing_ids), listing_view.id_name: listing_ids}
+        online = get_online_features(store, registry, list(refs.values()), entities)
         context = ScoringContext(
             device_type=request.context.device_type,
             at=request.context.timestamp or datetime.now(UTC),
         )
-        known = [(i, f) for i, f in listings.rows.items() if f is not None]
-        probabilities = score(model, [feature_row(user.features, f, context) for _, f in known])
-        ranked = sorted(zip((i for i, _ in known), probabilities.tolist(), strict=True), key=lambda r: -r[1])
-        for kind, stale in (("users", user.stale), ("listings", listings.stale)):
-            if stale:
-                metrics.stale.labels(kind).inc()
+        listing_found = online.found.get(listing_view.name) or [True] * len(listing_ids)
+        keep = [i for i, found in enumerate(listing_found) if found]
+        values = {ref: [column[i] for i in keep] for ref, column in online.values.items()}
+        probabilities = score(model, model_columns(model, refs, values, context))
+        ranked = sorted(
+            zip((listing_ids[i] for i in keep), probabilities.tolist(), strict=True), key=lambda r: -r[1]
+        )
+        _count_stale(online.batches.values())
         body = {
-            "user_id": user.entity_id,
-            "user_found": user.features is not None,
+            "user_id": user_id,
+            "user_found": bool(online.found.get(user_view.name, [False])[0]),
             "model_version": model.version,
-            "snapshots": {
-                "users": _snapshot_body(user.snapshot, user.stale),
-                "listings": _snapshot_body(listings.snapshot, listings.stale),
-            },
+            "snapshots": {v: _snapshot_body(b.snapshot, b.stale) for v, b in online.batches.items()},
             "results": [{"listing_id": i, "probability": p} for i, p in ranked],
-            "unknown_listings": [i for i, f in listings.rows.items() if f is None],
+            "unknown_listings": [listing_ids[i] for i, found in enumerate(listing_found) if not found],
         }
         return _json(body, headers={"X-Model-Version": model.version})
 
@@ -295,17 +334,19 @@ def _add_operations_routes(app: FastAPI, store: OnlineStore, metrics: ServingMet
         redis_ok = store.ping()
         detail = None if redis_ok else "Redis unreachable"
         if redis_ok:
-            for kind in KINDS:
+            for kind in store.views:
                 try:
                     info = store.snapshot(kind)
                 except OnlineStoreError as exc:
                     redis_ok, detail, info = False, str(exc), None
                 stale = info is not None and info.is_stale(store.max_age)
                 snapshots[kind] = _snapshot_body(info, stale) if info else None
-        ready = redis_ok and snapshots.get("users") is not None
+        main_view = store.entity_view("user").name
+        ready = redis_ok and snapshots.get(main_view) is not None
         if redis_ok and not ready:
             detail = (
-                "no user snapshot published yet (materialize online_user_features or run `fs-platform sync`)"
+                f"no {main_view} snapshot published yet (materialize online_{main_view} or run "
+                "`fs-platform sync`)"
             )
         body = {"ready": ready, "redis": redis_ok, "snapshots": snapshots, "detail": detail}
         return _json(body, 200 if ready else 503)

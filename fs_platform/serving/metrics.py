@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from fs_platform.online.store import KINDS, OnlineStore
+from fs_platform.online.store import OnlineStore
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -45,7 +45,7 @@ class ServingMetrics:
         self.stale = Counter(
             "fs_serving_stale_responses",
             "Responses served from a snapshot older than the max age.",
-            ["kind"],
+            ["view"],
             registry=self.registry,
         )
         self.registry.register(_StoreCollector(store))
@@ -74,13 +74,15 @@ class _StoreCollector(Collector):
         ratio.add_metric([], store.cache_hit_ratio)
         age = GaugeMetricFamily(
             "fs_serving_snapshot_age_seconds",
-            "Now minus as_of of the snapshot served, per kind.",
-            labels=["kind"],
+            "Now minus as_of of the snapshot served, per online feature view.",
+            labels=["view"],
         )
         rows = GaugeMetricFamily(
-            "fs_serving_snapshot_rows", "Rows in the snapshot served, per kind.", labels=["kind"]
+            "fs_serving_snapshot_rows",
+            "Rows in the snapshot served, per online feature view.",
+            labels=["view"],
         )
-        for kind in KINDS:
+        for kind in store.views:
             try:
                 info = store.snapshot(kind)
             except Exception:  # Redis down: the error counters and /readyz tell that story

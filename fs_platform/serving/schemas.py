@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 from fs_platform.ingestion.vocabulary import DEVICE_TYPES
-from fs_platform.online.store import USERS
 
 MAX_BATCH = 1000
 MAX_CANDIDATES = 500
@@ -21,12 +20,9 @@ MAX_HEADER_BYTES = 16 * 1024
 MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
 MAX_TIMESTAMP_AHEAD = timedelta(days=1)
 DEFAULT_DEVICE_TYPE = "other"
-#: the user feature names a client may select (`names`), in the store's value order
-USER_FEATURE_NAMES: tuple[str, ...] = USERS.features
-
-#: one selected feature name: the enum documents the choice; the store validates it (so both
+#: one selected feature name of the view; the store validates it against the registry (so both
 #: `names` inputs, the query parameter and the batch body, fail with the same message)
-FeatureName = Annotated[str, Field(json_schema_extra={"enum": list(USER_FEATURE_NAMES)})]
+FeatureName = Annotated[str, Field(description="A feature of the view (`fs-platform features list`).")]
 
 USER_ID_EXAMPLE = "6f1c2b1e-3c3a-4d7e-9a55-0b8f7d1f2a10"
 LISTING_ID_EXAMPLE = "2c3d5b09-d7ab-4307-aa92-0069819b4cf0"
@@ -50,7 +46,6 @@ LISTING_FEATURES_EXAMPLE = {
     "price_pct": 0.31,
     "is_premium": False,
     "image_count": 10,
-    "created_at": "2026-10-18T04:41:14.947141+00:00",
 }
 
 
@@ -68,32 +63,13 @@ class Snapshot(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [SNAPSHOT_EXAMPLE]})
 
 
-class UserFeatures(BaseModel):
-    """A user's features (only the requested ones when `names` is given)."""
-
-    category_affinity: dict[str, float] | None = Field(
-        None, description="Share of decayed weighted interactions per category (sums to 1)."
-    )
-    city_affinity: dict[str, float] | None = Field(None, description="The same per city.")
-    price_sensitivity: float | None = Field(
-        None, description="Weighted mean price percentile in [0, 1]; null when no priced listing."
-    )
-    activity_score: float | None = Field(None, description="1 - exp(-S/10) in [0, 1).")
-
-
-class ListingFeatures(BaseModel):
-    category_id: str
-    city: str
-    price: float | None = Field(description="Null: price on request.")
-    price_pct: float | None = Field(description="Price percentile within the category; null without price.")
-    is_premium: bool
-    image_count: int
-    created_at: datetime
+#: a view's features by name, in the view's declared order (`fs-platform features list`)
+Features = dict[str, Any]
 
 
 class UserFeaturesResponse(BaseModel):
     user_id: UUID
-    features: UserFeatures
+    features: Features = Field(description="The user view's features (only the requested ones with `names`).")
     snapshot: Snapshot
 
     model_config = ConfigDict(
@@ -107,7 +83,7 @@ class UserFeaturesResponse(BaseModel):
 
 class ListingFeaturesResponse(BaseModel):
     listing_id: UUID
-    features: ListingFeatures
+    features: Features = Field(description="The listing view's features.")
     snapshot: Snapshot
 
     model_config = ConfigDict(
@@ -147,7 +123,7 @@ class BatchRequest(BaseModel):
 class BatchItem(BaseModel):
     user_id: UUID
     found: bool = Field(description="False: the snapshot has no features for this user.")
-    features: UserFeatures | None
+    features: Features | None
 
 
 class BatchResponse(BaseModel):
@@ -173,6 +149,67 @@ class BatchResponse(BaseModel):
             ]
         }
     )
+
+
+class OnlineFeaturesRequest(BaseModel):
+    """Feature references and/or a feature service, for rows of entity keys."""
+
+    features: str | list[str] = Field(
+        min_length=1,
+        description="A feature service name, or a list of `view:feature` references, `on_demand:name` "
+        "features and service names (expanded in place).",
+    )
+    entities: dict[str, list[UUID]] = Field(
+        description=f"Join key -> one id per row (1 to {MAX_BATCH} rows, every column the same length); "
+        "each view needs its entity's key.",
+    )
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "features": "contact_model",
+                    "entities": {"user_id": [USER_ID_EXAMPLE], "listing_id": [LISTING_ID_EXAMPLE]},
+                },
+                {
+                    "features": ["user_features:activity_score", "listing_features:price"],
+                    "entities": {"user_id": [USER_ID_EXAMPLE], "listing_id": [LISTING_ID_EXAMPLE]},
+                },
+            ]
+        },
+    )
+
+    @field_validator("entities")
+    @classmethod
+    def _rows(cls, value: dict[str, list[UUID]]) -> dict[str, list[str]]:
+        if not value:
+            raise PydanticCustomError("no_entities", "entities is empty: send {join_key: [ids]}")
+        lengths = {key: len(ids) for key, ids in value.items()}
+        if len(set(lengths.values())) > 1:
+            raise PydanticCustomError(
+                "ragged_entities", "entity columns differ in length: {n}", {"n": lengths}
+            )
+        rows = next(iter(lengths.values()))
+        if not 1 <= rows <= MAX_BATCH:
+            raise PydanticCustomError(
+                "entity_rows",
+                "{rows} entity rows: send 1 to {max} per request",
+                {"rows": rows, "max": MAX_BATCH},
+            )
+        return {key: [str(i) for i in ids] for key, ids in value.items()}
+
+
+class OnlineFeaturesResponse(BaseModel):
+    """Columns of values, one entry per entity row, in request order."""
+
+    features: list[str] = Field(description="The references answered (a service expanded).")
+    rows: int
+    values: dict[str, list[Any]] = Field(
+        description="Reference -> one value per row (null: unknown or null)."
+    )
+    found: dict[str, list[bool]] = Field(description="View -> whether its snapshot knows each row's entity.")
+    snapshots: dict[str, Snapshot] = Field(description="The one snapshot read per view.")
 
 
 class ErrorResponse(BaseModel):
@@ -291,7 +328,7 @@ class ScoreResponse(BaseModel):
         description="False: no features for this user in the snapshot; scored with unknown user features."
     )
     model_version: str = Field(description="The registry version that scored (changes at promotion).")
-    snapshots: dict[str, Snapshot] = Field(description="The users and listings snapshots read.")
+    snapshots: dict[str, Snapshot] = Field(description="The snapshot read per feature view.")
     results: list[ScoredListing] = Field(description="Known listings, highest probability first.")
     unknown_listings: list[UUID] = Field(description="Candidates with no features (not scored).")
 
@@ -302,7 +339,7 @@ class ScoreResponse(BaseModel):
                     "user_id": USER_ID_EXAMPLE,
                     "user_found": True,
                     "model_version": "20261122T051502Z-3f9a0c1d-7b2e",
-                    "snapshots": {"users": SNAPSHOT_EXAMPLE, "listings": SNAPSHOT_EXAMPLE},
+                    "snapshots": {"user_features": SNAPSHOT_EXAMPLE, "listing_features": SNAPSHOT_EXAMPLE},
                     "results": [{"listing_id": LISTING_ID_EXAMPLE, "probability": 0.0731}],
                     "unknown_listings": ["00000000-0000-4000-8000-000000000000"],
                 }

@@ -1,4 +1,4 @@
-"""Redis sync assets: publish the feature marts as atomic online snapshots (semantics §7)."""
+"""Redis sync assets: every online feature view published as an atomic snapshot (semantics §7)."""
 
 from datetime import timedelta
 
@@ -6,8 +6,9 @@ import dagster as dg
 
 from fs_platform.defs.resources import PostgresResource, RedisResource
 from fs_platform.infra.config import get_settings
-from fs_platform.online.store import LISTINGS, USERS, EntityKind, connect
+from fs_platform.online.store import connect
 from fs_platform.online.sync import SyncResult, sync_snapshot
+from fs_platform.online.views import OnlineView, online_views
 
 #: "eager" minus two of its clauses that do not fit an unpartitioned asset fed by daily partitions:
 #: ``~any_deps_missing`` (any never-run day since FS_FEATURES_START_DATE would block it forever) and
@@ -33,7 +34,7 @@ class OnlineSyncConfig(dg.Config):
 
 
 def _sync(
-    kind: EntityKind,
+    kind: OnlineView,
     context: dg.AssetExecutionContext,
     config: OnlineSyncConfig,
     postgres: PostgresResource,
@@ -62,9 +63,9 @@ def _sync(
     return dg.MaterializeResult(metadata=_metadata(result, kind))
 
 
-def _metadata(result: SyncResult, kind: EntityKind) -> dict[str, dg.MetadataValue]:
+def _metadata(result: SyncResult, kind: OnlineView) -> dict[str, dg.MetadataValue]:
     return {
-        f"{kind.name}_written": dg.MetadataValue.int(result.rows),
+        "feature_view": dg.MetadataValue.text(kind.name),
         "dagster/row_count": dg.MetadataValue.int(result.rows),
         "bytes": dg.MetadataValue.int(result.bytes),
         "mean_value_bytes": dg.MetadataValue.float(result.bytes / result.rows if result.rows else 0.0),
@@ -76,41 +77,31 @@ def _metadata(result: SyncResult, kind: EntityKind) -> dict[str, dg.MetadataValu
     }
 
 
-@dg.asset(
-    key="online_user_features",
-    deps=[dg.AssetKey("user_features")],
-    group_name="online_store",
-    kinds={"redis"},
-    automation_condition=ONLINE_AUTOMATION,
-    freshness_policy=ONLINE_FRESHNESS,
-    owners=["team:feature-platform"],
-    description="features.user_features published to Redis as one atomic snapshot "
-    "(readers see the previous snapshot or this one, never a mix). Served by the API.",
-)
-def online_user_features(
-    context: dg.AssetExecutionContext,
-    config: OnlineSyncConfig,
-    postgres: PostgresResource,
-    redis: RedisResource,
-) -> dg.MaterializeResult:
-    return _sync(USERS, context, config, postgres, redis)
+def _online_asset(view: OnlineView) -> dg.AssetsDefinition:
+    """``online_<view>``: the view's online model published to Redis after it materializes."""
+
+    @dg.asset(
+        key=f"online_{view.name}",
+        deps=[dg.AssetKey(view.source[1])],
+        group_name="online_store",
+        kinds={"redis"},
+        automation_condition=ONLINE_AUTOMATION,
+        freshness_policy=ONLINE_FRESHNESS,
+        owners=["team:feature-platform"],
+        description=f"{view.source_name} (feature view {view.name}, entity {view.entity}) published to "
+        "Redis as one atomic snapshot: readers see the previous snapshot or this one, never a mix.",
+        metadata={"feature_view": view.name, "features": ", ".join(view.features)},
+    )
+    def online_view_asset(
+        context: dg.AssetExecutionContext,
+        config: OnlineSyncConfig,
+        postgres: PostgresResource,
+        redis: RedisResource,
+    ) -> dg.MaterializeResult:
+        return _sync(view, context, config, postgres, redis)
+
+    return online_view_asset
 
 
-@dg.asset(
-    key="online_listing_features",
-    deps=[dg.AssetKey("listing_features")],
-    group_name="online_store",
-    kinds={"redis"},
-    automation_condition=ONLINE_AUTOMATION,
-    freshness_policy=ONLINE_FRESHNESS,
-    owners=["team:feature-platform"],
-    description="features.listing_features published to Redis as one atomic snapshot (the scorer's "
-    "item features).",
-)
-def online_listing_features(
-    context: dg.AssetExecutionContext,
-    config: OnlineSyncConfig,
-    postgres: PostgresResource,
-    redis: RedisResource,
-) -> dg.MaterializeResult:
-    return _sync(LISTINGS, context, config, postgres, redis)
+#: one sync asset per online feature view of the registry
+online_view_assets = [_online_asset(view) for view in online_views().values()]
