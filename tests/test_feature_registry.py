@@ -33,9 +33,9 @@ def _load(tmp_path: Path, manifest: dict):
     return load_registry(DBT_PROJECT_DIR, manifest_path=path)
 
 
-def test_the_project_declares_two_views_three_on_demand_features_and_a_service(manifest, tmp_path):
+def test_the_project_declares_three_views_three_on_demand_features_and_a_service(manifest, tmp_path):
     registry = _load(tmp_path, manifest)
-    assert set(registry.views) == {"user_features", "listing_features"}
+    assert set(registry.views) == {"user_features", "listing_features", "listing_engagement"}
     users = registry.view("user_features")
     assert (users.model, users.entity.join_key, users.ttl.days, users.online) == (
         "user_features_history",
@@ -54,6 +54,7 @@ def test_the_project_declares_two_views_three_on_demand_features_and_a_service(m
     shares = users.feature("category_affinity")
     assert shares.accepts({"a": 0.2, "b": 0.8}) and not shares.accepts({"a": 1.5})
     assert registry.view("listing_features").feature("image_count").default == 0
+    assert registry.view("user_features").online_relation == ("features", "user_features")
     assert set(registry.on_demand) == {"user_category_affinity", "user_city_affinity", "price_gap"}
     service = registry.expand("contact_model")
     assert "on_demand:price_gap" in service and "user_features:price_sensitivity" in service

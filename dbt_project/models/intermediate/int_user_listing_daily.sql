@@ -32,29 +32,13 @@
     against every listing of that day (minutes at scale s instead of a second). A hash join on
     (listing_id, day end) is the right plan at every size. -#}
 
-{#- the window of the range's first cutoff (T itself unless this is a range run) -#}
-{% set window_start %}({{ range_start_ts() }} - interval '{{ window_days() }} days'){% endset %}
 {% set weighted_types = [] %}
 {% for event_type, weight in var('event_weights').items() if weight | float > 0 %}
     {% do weighted_types.append(event_type) %}
 {% endfor %}
 
-{#- Which days to (re)build: ranges are plain constants so the BRIN index on occurred_at narrows
-    the scan to them (an incremental day reads one day of raw events, not the window). -#}
-{% set ranges = [] %}
-{% if is_incremental() and execute %}
-    {% set bounds = run_query("select min(event_day), max(event_day) from " ~ this).rows[0] %}
-{% else %}
-    {% set bounds = [none, none] %}
-{% endif %}
-{% if bounds[0] is none %}
-    {% do ranges.append((window_start, cutoff_ts())) %}
-{% else %}
-    {% set after_last %}(('{{ bounds[1] }}'::date + 1 - {{ var('late_arrival_days') | int }})::timestamp at time zone 'UTC'){% endset %}
-    {% set first_day %}('{{ bounds[0] }}'::date::timestamp at time zone 'UTC'){% endset %}
-    {% do ranges.append(("greatest(" ~ window_start ~ ", " ~ after_last ~ ")", cutoff_ts())) %}
-    {% do ranges.append((window_start, "least(" ~ first_day ~ ", " ~ cutoff_ts() ~ ")")) %}
-{% endif %}
+{#- Which days to (re)build: macros/rollup_days.sql (one day of raw events on a daily run). -#}
+{% set ranges = rollup_rebuild_ranges() %}
 
 with events as (
     select
@@ -66,11 +50,7 @@ with events as (
     from {{ ref('stg_user_interactions') }}
     -- impressions weigh 0: drop them before any arithmetic
     where event_type in ({% for t in weighted_types %}'{{ t }}'{{ "," if not loop.last }}{% endfor %}{% if not weighted_types %}null{% endif %})
-      and (
-        {%- for lower, upper in ranges %}
-          (occurred_at >= {{ lower }} and occurred_at < {{ upper }}){{ " or" if not loop.last }}
-        {%- endfor %}
-      )
+      and {{ in_rebuild_ranges('occurred_at', ranges) }}
 ),
 
 weighted as (
