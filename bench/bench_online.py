@@ -34,6 +34,7 @@ from bench.database import bench_database
 from fs_platform.infra.runtime import ensure_services, pg_connect
 from fs_platform.online.store import KeyLayout, OnlineStore, connect
 from fs_platform.online.sync import sync_snapshot
+from fs_platform.online.views import online_views
 
 PREFIX = "fs_bench"
 SOURCE = "bench_online.user_features"
@@ -265,9 +266,25 @@ def _http(redis_url: str, ids: list[str], requests: int) -> dict[str, float]:
             http_load.post_json("/v1/features/batch", orjson.dumps({"user_ids": rng.sample(ids, 100)}))
             for _ in range(requests)
         ]
+        refs = [f"user_features:{name}" for name in online_views()["user_features"].features]
+        generic = [
+            http_load.post_json(
+                "/v1/features/get",
+                orjson.dumps({"features": refs, "entities": {"user_id": rng.sample(ids, 100)}}),
+            )
+            for _ in range(requests)
+        ]
         http_load.latencies("127.0.0.1", port, singles[:500])  # warm-up
+        http_load.latencies("127.0.0.1", port, generic[:200])
         one, errors_one = http_load.latencies("127.0.0.1", port, singles)
-        hundred, errors_hundred = http_load.latencies("127.0.0.1", port, batches)
+        # the batch route and the generic route on the same 100 users, in alternating halves
+        half = requests // 2
+        hundred, errors_hundred = http_load.latencies("127.0.0.1", port, batches[:half])
+        generic_times, errors_generic = http_load.latencies("127.0.0.1", port, generic[:half])
+        more, more_errors = http_load.latencies("127.0.0.1", port, batches[half:])
+        hundred, errors_hundred = hundred + more, errors_hundred + more_errors
+        more, more_errors = http_load.latencies("127.0.0.1", port, generic[half:])
+        generic_times, errors_generic = generic_times + more, errors_generic + more_errors
         per_connection = [singles[k::8] for k in range(8)]
         rps, total, errors_c8 = http_load.throughput("127.0.0.1", port, per_connection)
     p = http_load.percentile
@@ -276,9 +293,11 @@ def _http(redis_url: str, ids: list[str], requests: int) -> dict[str, float]:
         "http_1_p99_ms": p(one, 0.99) * 1e3,
         "http_100_p50_ms": p(hundred, 0.5) * 1e3,
         "http_100_p99_ms": p(hundred, 0.99) * 1e3,
+        "http_generic_100_p50_ms": p(generic_times, 0.5) * 1e3,
+        "http_generic_100_p99_ms": p(generic_times, 0.99) * 1e3,
         "http_1_c8_requests_per_second": rps,
         "http_requests_measured": len(one) + len(hundred) + total,
-        "http_errors": errors_one + errors_hundred + errors_c8,
+        "http_errors": errors_one + errors_hundred + errors_generic + errors_c8,
     }
 
 
@@ -324,6 +343,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
         "read_100_p99_vs_raw_hmget_p99": reads["read_100_p99_us"] / reads["raw_hmget_100_p99_us"],
         "read_1_p50_vs_raw_hget_p50": reads["read_1_p50_us"] / reads["raw_hget_p50_us"],
         "read_100_p50_vs_raw_hmget_p50": reads["read_100_p50_us"] / reads["raw_hmget_100_p50_us"],
+        "http_generic_100_p99_vs_batch_route_p99": http["http_generic_100_p99_ms"] / http["http_100_p99_ms"],
     }
     notes = (
         f"{best.rows:,} synthetic user_features-shaped rows (Postgres-generated, mean value "
@@ -341,6 +361,11 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
     slowest_mix = min((k for k in cache if k.endswith("_throughput_on_vs_off")), key=lambda k: cache[k])
     ratios["cache_on_vs_off_throughput_worst_mix"] = cache[slowest_mix]
     targets = [
+        target(
+            "generic route p99 / batch route p99, 100 users",
+            ratios["http_generic_100_p99_vs_batch_route_p99"],
+            "<= 1.3",
+        ),
         target(
             f"cache on / off throughput, worst mix ({slowest_mix.removesuffix('_throughput_on_vs_off')})",
             cache[slowest_mix],

@@ -32,11 +32,14 @@ import dagster as dg
 import psycopg2
 from dagster._core.definitions.sensor_definition import SensorExecutionData
 
+from fs_platform.online.views import online_views
+
 END = date(2026, 3, 1)  # exclusive end of the generated events
 DAYS = 9
 SCHEDULED_DAYS = (date(2026, 2, 27), date(2026, 2, 28))  # partitions run by schedule ticks
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-ONLINE_ASSETS = (dg.AssetKey("online_user_features"), dg.AssetKey("online_listing_features"))
+#: one sync asset per online feature view of the registry
+ONLINE_ASSETS = tuple(dg.AssetKey(f"online_{name}") for name in online_views())
 
 
 @dataclass
