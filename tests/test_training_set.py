@@ -382,6 +382,11 @@ def test_ctr_model_trains_registers_promotes_and_refuses(world):
     assert model["roc_auc"] > 0.6 and model["roc_auc"] > aff["roc_auc"] - 0.02
     assert model["log_loss"] < glob["log_loss"]
     assert 0 <= model["ece"] < 0.05 and 0 < model["pr_auc"] < 1
+    assert meta["feature_service"] == training_set.FEATURE_SERVICE
+    # the lambdarank ranker is reported beside the classifier on the same (user, day) queries
+    ranker = metrics["ranker"]
+    assert 0 < model["ndcg_at_10"] <= 1 and 0 < ranker["ndcg_at_10"] <= 1
+    assert ranker["examples"] == model["examples"] and ranker["roc_auc"] > 0.55
 
     # the ground truth's AUC on the same test examples (the best achievable): reported, and the
     # registry model scores exactly as in training
@@ -592,3 +597,20 @@ def test_repricing_a_listing_today_changes_no_existing_example(world, conn, tmp_
     for column in FEATURE_COLUMNS:
         for a, b in zip(before[column], after[column], strict=True):
             assert _same(a, b), (column, a, b)
+
+
+def test_ndcg_at_k_against_hand_computed_queries():
+    from fs_platform.model.training import ndcg_at_k
+
+    queries = np.array([0, 0, 0, 1, 1, 2, 2])
+    y = np.array([0, 1, 1, 1, 0, 0, 0])
+    score = np.array([0.9, 0.8, 0.1, 0.2, 0.7, 0.5, 0.4])
+    # query 0: ranking (0, 1, 1) -> DCG 1/log2(3) + 1/log2(4); ideal 1 + 1/log2(3)
+    q0 = (1 / np.log2(3) + 1 / np.log2(4)) / (1 + 1 / np.log2(3))
+    # query 1: the positive second -> 1/log2(3); query 2 has no positive and is left out
+    q1 = 1 / np.log2(3)
+    assert ndcg_at_k(queries, y, score) == pytest.approx((q0 + q1) / 2, rel=1e-12)
+    assert ndcg_at_k(queries, y, score, k=1) == pytest.approx(0.0)
+    assert ndcg_at_k(queries, y, -score, k=3) == pytest.approx(
+        ((1 + 1 / np.log2(3)) / (1 + 1 / np.log2(3)) + 1.0) / 2
+    )

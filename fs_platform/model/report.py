@@ -95,14 +95,21 @@ def write_report(
     return paths
 
 
+def _cell(m: dict[str, float], key: str) -> str:
+    """A metric to 4 decimals, or '-' where it does not apply (a ranker has no log loss)."""
+    return f"{m[key]:.4f}" if key in m else "-"
+
+
 def metrics_table(metrics: dict[str, dict[str, float]]) -> str:
-    rows = ["| on the test days | ROC AUC | PR AUC | log loss | ECE |", "| --- | ---: | ---: | ---: | ---: |"]
+    columns = ("roc_auc", "pr_auc", "log_loss", "ece", "ndcg_at_10")
+    rows = [
+        "| on the test days | ROC AUC | PR AUC | log loss | ECE | NDCG@10 |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for name, m in metrics.items():
         if name == "validation":
             continue
-        rows.append(
-            f"| {name} | {m['roc_auc']:.4f} | {m['pr_auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} |"
-        )
+        rows.append(f"| {name} | " + " | ".join(_cell(m, c) for c in columns) + " |")
     return "\n".join(rows)
 
 

@@ -9,7 +9,11 @@ levels and metrics it was judged by, so training returns all of them and the reg
 - early stopping on the validation days, metrics on the test days only;
 - baselines on the same test days: the global positive rate of the training days (AUC 0.5 by
   construction, the log-loss/calibration floor) and an affinity-only LightGBM on
-  ``user_category_affinity`` and ``user_city_affinity`` (what a hand-written rule would capture).
+  ``user_category_affinity`` and ``user_city_affinity`` (what a hand-written rule would capture);
+- a LightGBM ranker (lambdarank, one query per user and day) on the same features, reported beside
+  the classifier by NDCG@10 over the same test queries. The classifier stays the served model:
+  ``score`` returns probabilities and the promotion rule judges log loss, which a ranker's scores
+  do not have (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -41,6 +45,16 @@ DEFAULT_PARAMS: dict = {
 }
 MAX_ROUNDS = 2000
 EARLY_STOPPING_ROUNDS = 50
+#: the ranker: the classifier's tree settings with the lambdarank objective, judged by NDCG@10
+RANKER_PARAMS: dict = {
+    **{k: v for k, v in DEFAULT_PARAMS.items() if k not in ("objective", "metric")},
+    "objective": "lambdarank",
+    "metric": "ndcg",
+    "eval_at": [10],
+}
+#: a query of the ranker and of NDCG@k: one user on one day
+QUERY_COLUMNS: tuple[str, ...] = ("user_id", "example_date")
+NDCG_AT = 10
 
 
 # --- metrics -------------------------------------------------------------------------------------------
@@ -106,6 +120,38 @@ def evaluate(y: np.ndarray, p: np.ndarray) -> dict[str, float]:
         "mean_prediction": float(np.mean(p)) if len(p) else float("nan"),
         "examples": int(len(y)),
     }
+
+
+def ndcg_at_k(queries: np.ndarray, y: np.ndarray, score: np.ndarray, k: int = NDCG_AT) -> float:
+    """Mean NDCG@k over the queries with at least one positive (binary gains, log2 discount).
+
+    ``queries`` labels each row with its query; queries without a positive have no ideal ranking
+    and are left out (LightGBM would count them as 1, which only flatters every model alike).
+    Ties in ``score`` are broken by row order, so the figure is deterministic.
+    """
+    if not len(y):
+        return float("nan")
+    order = np.lexsort((np.arange(len(y)), -score, queries))
+    q, labels = queries[order], y[order].astype(float)
+    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+    ends = np.r_[starts[1:], len(q)]
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    values = []
+    for start, end in zip(starts, ends, strict=True):
+        gains = labels[start:end]
+        positives = int(gains.sum())
+        if positives == 0:
+            continue
+        top = gains[:k]
+        dcg = float(top @ discounts[: len(top)])
+        ideal = float(discounts[: min(positives, k)].sum())
+        values.append(dcg / ideal)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def query_ids(frame: pd.DataFrame) -> np.ndarray:
+    """One integer per (user, day) query, for ``ndcg_at_k`` and the ranker's groups."""
+    return frame.groupby(list(QUERY_COLUMNS), sort=False, observed=True).ngroup().to_numpy()
 
 
 # --- features -------------------------------------------------------------------------------------------
@@ -179,6 +225,35 @@ def _fit(
     )
 
 
+def _fit_ranker(
+    train: pd.DataFrame, validation: pd.DataFrame, features: list[str], levels: dict, max_rounds: int
+) -> lgb.Booster:
+    """lambdarank on queries of one user and day (rows sorted so each query is contiguous)."""
+    categorical = [f for f in features if f in levels]
+
+    def dataset(part: pd.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        part = part.sort_values(list(QUERY_COLUMNS), kind="stable")
+        sizes = part.groupby(list(QUERY_COLUMNS), sort=False, observed=True).size().to_numpy()
+        return lgb.Dataset(
+            design_matrix(part, features, levels),
+            label=part["label"].to_numpy(),
+            group=sizes,
+            categorical_feature=categorical or "auto",
+            reference=reference,
+            free_raw_data=False,
+        )
+
+    train_set = dataset(train)
+    return lgb.train(
+        RANKER_PARAMS,
+        train_set,
+        num_boost_round=max_rounds,
+        valid_sets=[dataset(validation, train_set)],
+        valid_names=["validation"],
+        callbacks=[lgb.early_stopping(EARLY_STOPPING_ROUNDS, first_metric_only=True, verbose=False)],
+    )
+
+
 def train(
     frame: pd.DataFrame,
     *,
@@ -205,8 +280,17 @@ def train(
     base_rate = float(train_rows["label"].mean())
     affinity = _fit(train_rows, valid_rows, list(AFFINITY_FEATURES), {}, params, max_rounds)
     affinity_p = predict(affinity, test_rows, list(AFFINITY_FEATURES), {})
+    queries = query_ids(test_rows)
+    ranker = _fit_ranker(train_rows, valid_rows, features, levels, max_rounds)
+    ranker_scores = predict(ranker, test_rows, features, levels)
     metrics = {
-        "model": evaluate(y_test, model_p),
+        "model": {**evaluate(y_test, model_p), "ndcg_at_10": ndcg_at_k(queries, y_test, model_p)},
+        "ranker": {
+            "roc_auc": roc_auc(y_test, ranker_scores),
+            "ndcg_at_10": ndcg_at_k(queries, y_test, ranker_scores),
+            "best_iteration": int(ranker.best_iteration or ranker.current_iteration()),
+            "examples": int(len(y_test)),
+        },
         "validation": evaluate(
             valid_rows["label"].to_numpy(), predict(booster, valid_rows, features, levels)
         ),

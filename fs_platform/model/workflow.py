@@ -99,8 +99,16 @@ def summary(version: str, metrics: dict[str, dict[str, float]]) -> str:
 
 def metrics_lines(metrics: dict[str, dict[str, float]]) -> list[str]:
     """The test metrics of the model and both baselines as an aligned text table."""
-    lines = [f"{'on the test days':24} {'ROC AUC':>8} {'PR AUC':>8} {'log loss':>9} {'ECE':>7}"]
-    for name in METRIC_ROWS:
-        m = metrics[name]
-        lines.append(f"{name:24} {m['roc_auc']:8.4f} {m['pr_auc']:8.4f} {m['log_loss']:9.4f} {m['ece']:7.4f}")
+    lines = [
+        f"{'on the test days':24} {'ROC AUC':>8} {'PR AUC':>8} {'log loss':>9} {'ECE':>7} {'NDCG@10':>8}"
+    ]
+    for name in (*METRIC_ROWS, "ranker"):
+        m = metrics.get(name)
+        if m is None:
+            continue
+        cells = [
+            f"{m[k]:{w}.4f}" if k in m else f"{'-':>{w}}"
+            for k, w in (("roc_auc", 8), ("pr_auc", 8), ("log_loss", 9), ("ece", 7), ("ndcg_at_10", 8))
+        ]
+        lines.append(f"{name:24} " + " ".join(cells))
     return lines
