@@ -44,7 +44,10 @@ WATCHED = {
         ("input_drift", "new_listing_log_price_vs_category"),
         ("feature_drift", "price_sensitivity"),
     ),
-    "category_shift": (("input_drift", "engaged_category_novelty"), ("feature_drift", "top_category_share")),
+    "category_shift": (
+        ("input_drift", "engaged_category_novelty"),
+        ("feature_drift", "category_affinity_top_share"),
+    ),
     "device_shift": (("input_drift", "device_type"),),
 }
 #: check -> section of fs_platform.monitoring.settings

@@ -95,6 +95,18 @@ CASES = {
         lambda m: _column_meta(m["nodes"][USER_VIEW], "price_sensitivity")["feature"].update(sums_to=1),
         "column price_sensitivity: sums_to must be a number on a map feature, got 1 on numeric",
     ),
+    "drift of an unknown map part": (
+        lambda m: _column_meta(m["nodes"][USER_VIEW], "city_affinity")["feature"].update(
+            drift={"median": 0.1}
+        ),
+        "column city_affinity: drift must be a mapping of ('top', 'top_share', 'keys')",
+    ),
+    "drift without a threshold": (
+        lambda m: _column_meta(m["nodes"][USER_VIEW], "price_sensitivity")["feature"].update(
+            drift={"method": "psi"}
+        ),
+        "column price_sensitivity: drift needs a threshold",
+    ),
     "duplicate view name": (
         lambda m: m["nodes"][LISTING_VIEW]["config"]["meta"]["feature_view"].update(name="user_features"),
         "feature view name 'user_features' is already declared by model",

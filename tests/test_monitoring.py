@@ -37,7 +37,7 @@ from fs_platform.defs.monitoring.checks import (
     USER_FEATURES,
     completeness_check,
     drift_metadata,
-    feature_drift_check,
+    feature_drift_checks,
     input_drift_check,
     null_range_checks,
     rejected_rate_check,
@@ -176,8 +176,13 @@ def test_feature_drift_fires_a_week_into_the_category_shift_only(conn, tmp_path)
     loud = drift_reports.feature_drift(conn, AFTER, root=tmp_path)  # ONSET + 7 vs ONSET
     assert quiet.reference == f"user_features partition {BEFORE}"
     assert not quiet.drift_detected, quiet.columns
-    assert loud.drift_detected and "top_category_share" in loud.drifted_columns, loud.columns
-    assert set(loud.columns) >= {"activity_score", "price_sensitivity", "top_category", "top_city"}
+    assert loud.drift_detected and "category_affinity_top_share" in loud.drifted_columns, loud.columns
+    assert set(loud.columns) >= {
+        "activity_score",
+        "price_sensitivity",
+        "category_affinity_top",
+        "city_affinity_top",
+    }
 
 
 def test_prediction_drift_compares_scores_with_the_models_test_days(category_db, tmp_path):
@@ -206,9 +211,21 @@ def test_settings_are_validated_and_overridable(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="unknown drift check"):
         drift_settings("nope")
     path = tmp_path / "drift.json"
-    path.write_text(json.dumps({"features": {"columns": {"top_city": {"threshold": 0.5}}}}))
+    # feature drift's columns and thresholds come from the view's yml; the file still overrides them
+    declared = drift_data.feature_drift_columns(load_registry().view("user_features"))
+    assert declared == {
+        "category_affinity_top": {"method": "jensenshannon", "threshold": 0.05, "kind": "cat"},
+        "category_affinity_top_share": {"method": "wasserstein", "threshold": 0.04, "kind": "num"},
+        "category_affinity_keys": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+        "city_affinity_top": {"method": "jensenshannon", "threshold": 0.05, "kind": "cat"},
+        "city_affinity_keys": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+        "price_sensitivity": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+        "activity_score": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
+    }
+    path.write_text(json.dumps({"features": {"columns": {"city_affinity_top": {"threshold": 0.5}}}}))
     monkeypatch.setenv("FS_DRIFT_CONFIG", str(path))
-    assert drift_settings("features")["columns"]["top_city"]["threshold"] == 0.5
+    merged = drift_settings("features", columns=declared)["columns"]
+    assert merged["city_affinity_top"] == {**declared["city_affinity_top"], "threshold": 0.5}
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="expected a JSON object"):
         drift_settings("features")
@@ -466,7 +483,7 @@ def _instance(database_url: str):
 
 def test_checks_in_dagster_link_reports_and_alert_once(category_db, tmp_path, monkeypatch):
     monkeypatch.setenv("FS_HOME", str(tmp_path))
-    checks = [input_drift_check, feature_drift_check, completeness_check, *null_range_checks]
+    checks = [input_drift_check, *feature_drift_checks, completeness_check, *null_range_checks]
     with _instance(category_db) as instance, WebhookReceiver() as hook:
         monkeypatch.setenv("FS_ALERT_WEBHOOK_URL", hook.url)
         # as the daily job runs them: after the partition's dbt build (here only of user_features), same run
@@ -486,7 +503,7 @@ def test_checks_in_dagster_link_reports_and_alert_once(category_db, tmp_path, mo
         report = Path(drift.metadata["report"].value)
         assert report.exists() and report.is_relative_to(tmp_path / "reports" / AFTER.isoformat())
         table = {r.data["column"]: r.data for r in drift.metadata["columns"].value.records}
-        assert table["top_category_share"]["drifted"] and not table["top_city"]["drifted"]
+        assert table["category_affinity_top_share"]["drifted"] and not table["city_affinity_top"]["drifted"]
         assert evaluations["completeness"].passed and evaluations["null_range_violations"].passed
         quality_check = evaluations["null_range_violations"]
         rows = quality_check.metadata["snapshot_rows"].value

@@ -29,6 +29,8 @@ import yaml
 from fs_platform.infra.dbt import DBT_PROJECT_DIR, ensure_manifest
 
 FEATURE_TYPES = ("numeric", "categorical", "boolean", "map")
+#: what feature drift judges of a map feature: its top key, that key's value and its number of keys
+MAP_DRIFT_PARTS = ("top", "top_share", "keys")
 NULL_POLICIES = ("allow", "reject", "default")
 ON_DEMAND = "on_demand"
 
@@ -61,6 +63,8 @@ class Feature:
     default: Any = None
     #: a map feature's values add up to this (shares); None: no rule on the sum
     sums_to: float | None = None
+    #: drift thresholds (docs/monitoring.md): {threshold, method?}; for a map {top, top_share, keys}
+    drift: dict[str, Any] | None = field(default=None, hash=False, compare=False)
 
     @property
     def ref(self) -> str:
@@ -114,6 +118,8 @@ class FeatureView:
     online_model: str | None
     #: (schema, table) of the model the online store publishes (the latest partition), if online
     online_relation: tuple[str, str] | None
+    #: the model's dbt materialization (a ``view`` is computed on every read)
+    materialized: str
     owner: str
     tags: tuple[str, ...]
     description: str
@@ -297,6 +303,7 @@ def _view(node: dict, meta: dict, entities: dict[str, Entity], schemas: dict[str
         online=online,
         online_model=online_model,
         online_relation=(schemas[online_model], online_model) if online and online_model else None,
+        materialized=node.get("config", {}).get("materialized", "view"),
         owner=meta.get("owner", ""),
         tags=tuple(meta.get("tags") or ()),
         description=" ".join((node.get("description") or "").split()),
@@ -326,6 +333,13 @@ def _feature(view: str, model: str, column: dict, spec: dict) -> Feature:
         kind != "map" or not isinstance(sums_to, int | float) or isinstance(sums_to, bool)
     ):
         raise RegistryError(f"{where}: sums_to must be a number on a map feature, got {sums_to!r} on {kind}")
+    drift = spec.get("drift")
+    if drift is not None:
+        drift_keys = MAP_DRIFT_PARTS if kind == "map" else ("threshold", "method")
+        if not isinstance(drift, dict) or not drift or set(drift) - set(drift_keys):
+            raise RegistryError(f"{where}: drift must be a mapping of {drift_keys}, got {drift!r}")
+        if kind != "map" and "threshold" not in drift:
+            raise RegistryError(f"{where}: drift needs a threshold")
     feature = Feature(
         view=view,
         name=column["name"],
@@ -339,6 +353,7 @@ def _feature(view: str, model: str, column: dict, spec: dict) -> Feature:
         null_policy=policy,
         default=spec.get("default"),
         sums_to=sums_to,
+        drift=drift,
     )
     if policy == "default":
         if feature.default is None:

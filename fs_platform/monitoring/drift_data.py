@@ -13,6 +13,9 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import pandas as pd
 import psycopg2.extensions
+from psycopg2 import sql
+
+from fs_platform.features.registry import FeatureView, Registry
 
 #: reference rows above this are sampled (seeded): effect sizes do not need millions of rows
 MAX_REFERENCE_ROWS = 300_000
@@ -83,23 +86,6 @@ select count(*)::float8 as events_per_active_user
 from raw.user_interactions
 where occurred_at >= %(start)s and occurred_at < %(end)s
 group by user_id, (occurred_at at time zone 'UTC')::date
-"""
-
-# scalar features plus per-user derived columns of the affinity maps
-_FEATURES_SQL = """
-select h.activity_score, h.price_sensitivity,
-       c.key as top_category, c.share as top_category_share, c.n as categories_per_user,
-       t.key as top_city, t.share as top_city_share, t.n as cities_per_user
-from features.user_features_history h
-left join lateral (
-    select key, value::float8 as share, count(*) over () as n
-    from jsonb_each_text(h.category_affinity) order by value::float8 desc, key limit 1
-) c on true
-left join lateral (
-    select key, value::float8 as share, count(*) over () as n
-    from jsonb_each_text(h.city_affinity) order by value::float8 desc, key limit 1
-) t on true
-where h.as_of = %(as_of)s
 """
 
 
@@ -173,19 +159,85 @@ def interactions_frame(
     return frame
 
 
-def features_frame(conn: psycopg2.extensions.connection, as_of: date) -> pd.DataFrame:
-    """One row per user of the snapshot ``as_of`` (partition date) with derived columns."""
-    frame = _query(conn, _FEATURES_SQL, {"as_of": day_start(as_of)})
-    for column in frame.columns:
-        if column not in ("top_category", "top_city"):
+#: derived drift column of a map feature -> (column suffix, method, kind)
+_MAP_PARTS = {
+    "top": ("_top", "jensenshannon", "cat"),
+    "top_share": ("_top_share", "wasserstein", "num"),
+    "keys": ("_keys", "wasserstein", "num"),
+}
+
+
+def feature_drift_columns(view: FeatureView) -> dict[str, dict]:
+    """The columns feature drift judges for ``view`` and their rules, from the yml's ``drift``
+    declarations: a scalar feature as itself (numeric: Wasserstein, categorical or boolean:
+    Jensen-Shannon, unless it names a method), a map through its top key (``<f>_top``), that key's
+    value (``<f>_top_share``) and its number of keys (``<f>_keys``), each part only if declared."""
+    columns: dict[str, dict] = {}
+    for feature in view.features:
+        if feature.drift is None:
+            continue
+        if feature.type == "map":
+            for part, (suffix, method, kind) in _MAP_PARTS.items():
+                if part in feature.drift:
+                    columns[feature.name + suffix] = {
+                        "method": method,
+                        "threshold": feature.drift[part],
+                        "kind": kind,
+                    }
+            continue
+        kind = "num" if feature.type == "numeric" else "cat"
+        method = feature.drift.get("method", "wasserstein" if kind == "num" else "jensenshannon")
+        columns[feature.name] = {"method": method, "threshold": feature.drift["threshold"], "kind": kind}
+    return columns
+
+
+def _features_sql(view: FeatureView) -> sql.Composed:
+    """One row per entity of a partition: every drift-declared feature, maps as their derived parts."""
+    selected: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    for n, feature in enumerate(f for f in view.features if f.drift is not None):
+        column = sql.Identifier(feature.name)
+        if feature.type == "map":
+            alias = sql.Identifier(f"m{n}")
+            joins.append(
+                sql.SQL(
+                    "left join lateral (select key, value::float8 as share, count(*) over () as n "
+                    "from jsonb_each_text(h.{column}) order by value::float8 desc, key limit 1) {alias} on true"
+                ).format(column=column, alias=alias)
+            )
+            for source, suffix in (("key", "_top"), ("share", "_top_share"), ("n", "_keys")):
+                selected.append(
+                    sql.SQL("{}.{} as {}").format(
+                        alias, sql.Identifier(source), sql.Identifier(feature.name + suffix)
+                    )
+                )
+        elif feature.type == "boolean":
+            selected.append(sql.SQL("h.{0}::text as {0}").format(column))
+        else:
+            selected.append(sql.SQL("h.{0}").format(column))
+    if not selected:
+        raise ValueError(f"feature view {view.name} declares no drift on any feature")
+    return sql.SQL("select {selected} from {relation} h {joins} where h.{ts} = %(as_of)s").format(
+        selected=sql.SQL(", ").join(selected),
+        relation=sql.Identifier(*view.relation),
+        joins=sql.SQL(" ").join(joins),
+        ts=sql.Identifier(view.timestamp),
+    )
+
+
+def features_frame(conn: psycopg2.extensions.connection, view: FeatureView, as_of: date) -> pd.DataFrame:
+    """One row per entity of the view's partition ``as_of`` with the columns feature drift judges."""
+    with conn.cursor() as cur:
+        frame = _query(conn, _features_sql(view).as_string(cur), {"as_of": day_start(as_of)})
+    for column, rule in feature_drift_columns(view).items():
+        if rule["kind"] == "num":
             frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(np.float64)
     return frame
 
 
-def snapshot_dates(conn: psycopg2.extensions.connection) -> list[date]:
-    """The partitions present in user_features_history, oldest first."""
-    frame = _query(conn, "select distinct as_of from features.user_features_history order by as_of", {})
-    return [ts.astimezone(UTC).date() for ts in frame["as_of"]]
+def drift_views(registry: Registry) -> list[FeatureView]:
+    """The feature views with at least one drift declaration (each gets a feature drift check)."""
+    return [v for v in registry.views.values() if any(f.drift is not None for f in v.features)]
 
 
 @dataclass(frozen=True)

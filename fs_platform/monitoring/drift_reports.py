@@ -19,6 +19,7 @@ import psycopg2.extensions
 from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
+from fs_platform.features.registry import FeatureView, load_registry
 from fs_platform.infra.config import get_settings
 from fs_platform.monitoring import drift_data
 from fs_platform.monitoring.settings import OTHER_CATEGORY, ColumnRule, drift_settings, rules
@@ -359,12 +360,19 @@ def feature_drift(
     conn: psycopg2.extensions.connection,
     partition: date,
     *,
+    view: FeatureView | None = None,
     reference_partition: date | None = None,
     override: dict | None = None,
     root: Path | None = None,
 ) -> DriftResult:
-    """user_features of ``partition`` against ``reference_partition`` (default: a week earlier)."""
-    settings = drift_settings("features", override)
+    """A feature view's partition against ``reference_partition`` (default: a week earlier), on the
+    columns its yml declares drift for; ``view`` defaults to the one view that declares any."""
+    if view is None:
+        declared = drift_data.drift_views(load_registry())
+        if len(declared) != 1:
+            raise ValueError(f"name the feature view: {[v.name for v in declared]} declare drift")
+        view = declared[0]
+    settings = drift_settings("features", override, drift_data.feature_drift_columns(view))
     reference_day = reference_partition or default_feature_reference(partition, settings)
     # the reference snapshot must hold enough history that the week between the two is not the
     # windows filling up (activity, categories per user and top shares all grow while they do)
@@ -376,13 +384,13 @@ def feature_drift(
     )
     if warmup:
         raise WarmingUp(warmup)
-    current = drift_data.features_frame(conn, partition)
-    reference = drift_data.features_frame(conn, reference_day)
-    _require(current, int(settings["min_current_rows"]), f"user_features partition {partition.isoformat()}")
+    current = drift_data.features_frame(conn, view, partition)
+    reference = drift_data.features_frame(conn, view, reference_day)
+    _require(current, int(settings["min_current_rows"]), f"{view.name} partition {partition.isoformat()}")
     _require(
         reference,
         int(settings["min_current_rows"]),
-        f"user_features reference partition {reference_day.isoformat()}",
+        f"{view.name} reference partition {reference_day.isoformat()}",
     )
     return _judged(
         "feature_drift",
@@ -392,8 +400,8 @@ def feature_drift(
         settings,
         root,
         labels=(
-            f"user_features partition {partition.isoformat()}",
-            f"user_features partition {reference_day.isoformat()}",
+            f"{view.name} partition {partition.isoformat()}",
+            f"{view.name} partition {reference_day.isoformat()}",
         ),
     )
 

@@ -101,15 +101,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_current_rows": 100,
         "min_category_count": MIN_CATEGORY_COUNT,
         "min_values_per_category": MIN_VALUES_PER_CATEGORY,
-        "columns": {
-            "activity_score": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
-            "price_sensitivity": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
-            "top_category": {"method": "jensenshannon", "threshold": 0.05, "kind": "cat"},
-            "top_category_share": {"method": "wasserstein", "threshold": 0.04, "kind": "num"},
-            "categories_per_user": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
-            "top_city": {"method": "jensenshannon", "threshold": 0.05, "kind": "cat"},
-            "cities_per_user": {"method": "wasserstein", "threshold": 0.08, "kind": "num"},
-        },
+        # the columns and their thresholds come from the view's yml (`drift` of each feature,
+        # drift_data.feature_drift_columns); FS_DRIFT_CONFIG and run config may still override them
+        "columns": {},
     },
     # the promoted model's scores on the latest day's examples against its own test days
     "predictions": {
@@ -139,11 +133,14 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-def drift_settings(kind: str, override: dict | None = None) -> dict[str, Any]:
-    """Defaults for check ``kind``, then FS_DRIFT_CONFIG's section, then ``override`` (run config)."""
+def drift_settings(
+    kind: str, override: dict | None = None, columns: dict[str, dict] | None = None
+) -> dict[str, Any]:
+    """Defaults for check ``kind`` (with ``columns``: the rules declared in a view's yml), then
+    FS_DRIFT_CONFIG's section, then ``override`` (run config)."""
     if kind not in DEFAULTS:
         raise ValueError(f"unknown drift check {kind!r}; expected one of {', '.join(DEFAULTS)}")
-    merged = DEFAULTS[kind]
+    merged = DEFAULTS[kind] if columns is None else _merge(DEFAULTS[kind], {"columns": columns})
     path = os.environ.get("FS_DRIFT_CONFIG")
     if path:
         try:

@@ -6,21 +6,45 @@ from typing import Any
 
 import dagster as dg
 from dagster_dbt import DbtCliResource, dbt_assets
+from psycopg2 import sql
 
 from fs_platform.defs.features.partitions import daily_partitions
 from fs_platform.defs.features.translator import FeatureDbtTranslator
 from fs_platform.defs.resources import PostgresResource
 from fs_platform.features.partition_run import partition_environment, partition_run
+from fs_platform.features.registry import FeatureView, load_registry
 from fs_platform.infra.dbt import dbt_project, ensure_manifest
 
-_SUMMARY_SQL = """
-select count(*) as users,
-       avg(activity_score) as mean_activity_score,
-       avg(price_sensitivity) as mean_price_sensitivity,
-       avg((price_sensitivity is null)::int) as share_price_sensitivity_null,
-       avg((select count(*) from jsonb_object_keys(category_affinity))) as mean_categories_per_user
-from features.user_features_history where as_of = %s
-"""
+
+def _summary_sql(view: FeatureView) -> sql.Composed:
+    """Summary statistics of one partition of a view, from its declarations: the entity count, the
+    mean of every numeric feature, the share of nulls where nulls are allowed, and the mean number
+    of keys of every map."""
+    parts = [sql.SQL("count(*) as {}").format(sql.Identifier(f"{view.entity.name}s"))]
+    for feature in view.features:
+        column = sql.Identifier(feature.name)
+        if feature.type == "numeric":
+            parts.append(sql.SQL("avg({}) as {}").format(column, sql.Identifier(f"mean_{feature.name}")))
+        if feature.type == "map":
+            parts.append(
+                sql.SQL("avg((select count(*) from jsonb_object_keys({}))) as {}").format(
+                    column, sql.Identifier(f"mean_{feature.name}_keys")
+                )
+            )
+        if feature.null_policy != "reject":
+            parts.append(
+                sql.SQL("avg(({} is null)::int) as {}").format(
+                    column, sql.Identifier(f"share_{feature.name}_null")
+                )
+            )
+    return sql.SQL("select {} from {} where {} = %s").format(
+        sql.SQL(", ").join(parts), sql.Identifier(*view.relation), sql.Identifier(view.timestamp)
+    )
+
+
+#: the feature views whose partitions get summary metadata: those stored as tables (a view would be
+#: computed in full for the summary)
+_SUMMARISED = {v.model: v for v in load_registry().views.values() if v.materialized != "view"}
 
 
 class FeatureRunConfig(dg.Config):
@@ -69,8 +93,8 @@ def feature_dbt_assets(
             if isinstance(event, dg.Output):
                 key = context.asset_key_for_output(event.output_name)
                 extra = _row_count(postgres, key.path[-1], cutoff)
-                if key == dg.AssetKey("user_features_history"):
-                    extra.update(_summary(postgres, cutoff))
+                if key.path[-1] in _SUMMARISED:
+                    extra.update(_summary(postgres, _SUMMARISED[key.path[-1]], cutoff))
                 extra["partitions_in_run"] = dg.MetadataValue.int(len(days))
                 event = event.with_metadata({**event.metadata, **extra})
             yield event
@@ -94,15 +118,15 @@ def _row_count(postgres: PostgresResource, model: str, cutoff: str) -> dict[str,
         return {"dagster/row_count": dg.MetadataValue.int(cur.fetchone()[0])}
 
 
-def _summary(postgres: PostgresResource, cutoff: str) -> dict[str, dg.MetadataValue]:
+def _summary(postgres: PostgresResource, view: FeatureView, cutoff: str) -> dict[str, dg.MetadataValue]:
     with postgres.connect() as conn, conn.cursor() as cur:
-        cur.execute(_SUMMARY_SQL, (cutoff,))
+        cur.execute(_summary_sql(view), (cutoff,))
         row = cur.fetchone()
         names = [d.name for d in cur.description]
     summary = {"as_of": dg.MetadataValue.text(cutoff)}
-    for name, value in zip(names, row, strict=True):
+    count, *stats = zip(names, row, strict=True)
+    summary[count[0]] = dg.MetadataValue.int(count[1])
+    for name, value in stats:
         if value is not None:
-            summary[name] = (
-                dg.MetadataValue.float(float(value)) if name != "users" else dg.MetadataValue.int(value)
-            )
+            summary[name] = dg.MetadataValue.float(float(value))
     return summary

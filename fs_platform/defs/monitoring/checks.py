@@ -16,7 +16,7 @@ import dagster as dg
 from fs_platform.defs.features.partitions import daily_partitions
 from fs_platform.defs.resources import PostgresResource
 from fs_platform.features.registry import FeatureView, load_registry
-from fs_platform.monitoring import drift_reports, quality
+from fs_platform.monitoring import drift_data, drift_reports, quality
 from fs_platform.monitoring.drift_reports import DriftResult, NotEnoughData
 
 # partitioned asset checks are a preview feature of Dagster 1.13 (docs/decisions.md, Monitoring)
@@ -169,26 +169,40 @@ def input_drift_check(
     return _drift_result(result)
 
 
-@dg.asset_check(
-    asset=USER_FEATURES,
-    name="feature_drift",
-    partitions_def=daily_partitions,
-    description="user_features of the partition (scalars plus top category/city and their shares, "
-    "categories/cities per user) against a reference partition, by default a week earlier (WARN).",
-)
-def feature_drift_check(
-    context: dg.AssetCheckExecutionContext, postgres: PostgresResource, config: FeatureDriftConfig
-) -> dg.AssetCheckResult:
-    reference = date.fromisoformat(config.reference_partition) if config.reference_partition else None
-    with postgres.connect() as conn:
-        try:
-            result = drift_reports.feature_drift(
-                conn, _partition(context), reference_partition=reference, override=_override(config)
-            )
-        except NotEnoughData as exc:
-            return _skipped(str(exc))
-    context.log.info(f"feature drift report: {result.html_path}")
-    return _drift_result(result)
+def _feature_drift_check(view: FeatureView) -> dg.AssetChecksDefinition:
+    """``feature_drift`` on the view's online mart (else its model), on the columns its yml declares."""
+    columns = ", ".join(drift_data.feature_drift_columns(view))
+
+    @dg.asset_check(
+        asset=dg.AssetKey(view.online_model or view.model),
+        name="feature_drift",
+        partitions_def=daily_partitions,
+        description=f"Feature view {view.name} of the partition against a reference partition, by "
+        f"default a week earlier (WARN), on the columns its yml declares drift for: {columns}.",
+    )
+    def feature_drift_check(
+        context: dg.AssetCheckExecutionContext, postgres: PostgresResource, config: FeatureDriftConfig
+    ) -> dg.AssetCheckResult:
+        reference = date.fromisoformat(config.reference_partition) if config.reference_partition else None
+        with postgres.connect() as conn:
+            try:
+                result = drift_reports.feature_drift(
+                    conn,
+                    _partition(context),
+                    view=view,
+                    reference_partition=reference,
+                    override=_override(config),
+                )
+            except NotEnoughData as exc:
+                return _skipped(str(exc))
+        context.log.info(f"feature drift report: {result.html_path}")
+        return _drift_result(result)
+
+    return feature_drift_check
+
+
+#: one feature drift check per view whose yml declares drift on any feature
+feature_drift_checks = [_feature_drift_check(view) for view in drift_data.drift_views(load_registry())]
 
 
 @dg.asset_check(
@@ -302,7 +316,7 @@ def rejected_rate_check(postgres: PostgresResource) -> dg.AssetCheckResult:
 
 monitoring_checks = [
     input_drift_check,
-    feature_drift_check,
+    *feature_drift_checks,
     prediction_drift_check,
     completeness_check,
     *null_range_checks,
