@@ -33,6 +33,7 @@ screenshots: $(STAMP)
 	FS_SCREENSHOT_DIR=$(CURDIR)/docs/img $(BIN)/pytest -q tests/test_browser_ui.py
 
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet --progress-bar off -e ".[dev,bench]"
 	$(BIN)/python -m bench.run --scale $(SCALE) --runs $(RUNS)
 
 lint: $(STAMP)

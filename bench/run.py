@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.common import render_latest
 
-BENCHMARKS = ("ingestion", "features", "online", "training", "scoring", "drift")
+BENCHMARKS = ("ingestion", "features", "online", "retrieval", "training", "scoring", "drift")
 
 
 def main() -> None:
