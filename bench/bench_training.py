@@ -286,6 +286,7 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
         "build_throughput_vs_bare_sql_asof_join": asof_seconds / build_seconds,
         "model_auc_vs_true_p_auc": model_auc / true_auc,
         "model_auc_vs_affinity_only_auc": model["roc_auc"] / aff["roc_auc"],
+        "ranker_ndcg_vs_classifier_ndcg": m["ranker"]["ndcg_at_10"] / model["ndcg_at_10"],
     }
     metrics = {
         "examples": rows,
@@ -314,6 +315,10 @@ def run(scale: str, runs: int, workdir: Path) -> Path:
         "global_rate_test_log_loss": glob["log_loss"],
         "affinity_only_test_log_loss": aff["log_loss"],
         "model_test_ece": model["ece"],
+        # the lambdarank ranker beside the classifier, on the same (user, day) test queries
+        "model_test_ndcg_at_10": model["ndcg_at_10"],
+        "ranker_test_ndcg_at_10": m["ranker"]["ndcg_at_10"],
+        "ranker_test_auc": m["ranker"]["roc_auc"],
         **item_effect,
     }
     targets = [
