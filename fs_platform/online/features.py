@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fs_platform.features.registry import ON_DEMAND, Registry, refs_by_view
+from fs_platform.features.registry import ON_DEMAND, Registry
 from fs_platform.online.store import FeatureBatch, OnlineStore, canonical_id
+from fs_platform.retrieval.historical import plan_retrieval
 
 
 class OnlineRequestError(ValueError):
@@ -44,15 +45,11 @@ def get_online_features(
     """``features`` (references and/or service names) for the rows of ``entities`` (join key ->
     one id per row; every key the views need, all of the same length)."""
     try:
-        refs = registry.expand(features)
+        plan = plan_retrieval(registry, features)  # the same expansion historical retrieval uses
     except ValueError as exc:
         raise OnlineRequestError(str(exc)) from exc
-    by_view = refs_by_view(refs)
-    on_demand = [registry.on_demand[name] for name in by_view.pop(ON_DEMAND, [])]
-    needed: dict[str, list[str]] = {view: list(names) for view, names in by_view.items()}
-    for fn in on_demand:
-        for view, names in refs_by_view(fn.inputs).items():
-            needed.setdefault(view, []).extend(n for n in names if n not in needed.get(view, []))
+    refs = plan.requested
+    on_demand = [registry.on_demand[name] for name in plan.on_demand]
     lengths = {key: len(ids) for key, ids in entities.items()}
     if len(set(lengths.values())) > 1:
         raise OnlineRequestError(f"entity columns differ in length: {lengths}")
@@ -61,7 +58,7 @@ def get_online_features(
     columns: dict[str, list[Any]] = {}
     found: dict[str, list[bool]] = {}
     batches: dict[str, FeatureBatch] = {}
-    for view_name, names in needed.items():
+    for view_name, names in plan.views.items():
         try:
             view = store.view(view_name)
         except ValueError as exc:
