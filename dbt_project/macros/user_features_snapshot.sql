@@ -4,8 +4,13 @@
   cutoff - 1 day (read from the model's own table) and carry everyone else (exponential decay only;
   semantics §4). The model selects the snapshot of T with it; its pre-hook inserts those of the
   earlier cutoffs of a range run, oldest first, so each one carries from the one before.
+  `late_days`: the days before cutoff - 1 day whose rollups may have changed since the previous
+  snapshot was written (the rollups' late-arrival rebuild). A range run's snapshots after its first
+  carry from a snapshot written in the same run from the same rollups, so only the day entering and
+  the day leaving the window touch anyone there (late_days = 0).
 #}
-{% macro user_features_snapshot(cutoff, carry) -%}
+{% macro user_features_snapshot(cutoff, carry, late_days=none) -%}
+{%- set late_days = var('late_arrival_days') | int if late_days is none else late_days -%}
 {%- set day %}(({{ cutoff }} at time zone 'UTC')::date){% endset -%}
 {%- set previous_as_of %}({{ cutoff }} - interval '1 day'){% endset -%}
 
@@ -21,11 +26,11 @@ has_previous as (
 ),
 
 -- users whose window differs from the previous day's: a rollup day entered (or was rebuilt by the
--- rollups' late-arrival rule) or the day leaving the window
+-- rollups' late-arrival rule since the previous snapshot) or the day leaving the window
 touched as (
     select distinct user_id
     from {{ ref('int_user_listing_daily') }}
-    where (event_day >= {{ day }} - 1 - {{ var('late_arrival_days') | int }} and event_day < {{ day }})
+    where (event_day >= {{ day }} - 1 - {{ late_days }} and event_day < {{ day }})
        or event_day = {{ day }} - 1 - {{ window_days() }}
 ),
 {%- endif %}
@@ -172,7 +177,7 @@ select * from final
     {%- for at in cutoffs %}
         delete from {{ this }} where as_of = {{ at }};
         insert into {{ this }} (user_id, category_affinity, city_affinity, price_sensitivity, activity_score, activity_weight, as_of, last_updated_at)
-        {{ user_features_snapshot(at, carry=snapshot_can_carry()) }};
+        {{ user_features_snapshot(at, carry=snapshot_can_carry(), late_days=none if loop.first else 0) }};
     {%- endfor %}
         delete from {{ this }} where as_of = {{ cutoff_ts() }};
     {%- endif -%}

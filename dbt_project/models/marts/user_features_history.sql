@@ -34,4 +34,5 @@
     )
 }}
 
-{{ user_features_snapshot(cutoff_ts(), carry=snapshot_can_carry()) }}
+{#- in a range run, T carries from T - 1 day, written by the pre-hook from this run's rollups -#}
+{{ user_features_snapshot(cutoff_ts(), carry=snapshot_can_carry(), late_days=0 if range_cutoffs_before_cutoff() else none) }}
