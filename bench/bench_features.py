@@ -139,7 +139,7 @@ def _dbt_run(
     return models_total, wall, per_model
 
 
-#: the feature view added after the reference was written (issue #15): its models run in the same
+#: the feature view added after the reference was written: its models run in the same
 #: daily dbt invocation, so the figures are reported with it and without it
 LATER_VIEW = "listing_engagement"
 
