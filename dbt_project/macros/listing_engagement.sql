@@ -3,12 +3,11 @@
   counts of int_listing_engagement_daily in the window [at - window_days, at): each day's counts
   decayed from its day end E by 0.5^((at - E)/half_life_days), and the rates smoothed towards a prior
   (var engagement_prior: rate, strength in pseudo-events) so a listing with few views is not ranked
-  by noise. `partitions` is a relation with one `as_of` per row.
+  by noise. `partitions` is a relation with one `as_of` per row. This is the whole-window form that
+  listing_engagement_history answers with; the latest partition (listing_engagement) adds the last
+  late-arrival days to the settled sums of int_listing_engagement_settled instead.
 #}
 {% macro listing_engagement_at(partitions) -%}
-    {%- set prior = var('engagement_prior') -%}
-    {%- set half_life = var('half_life_days') | float -%}
-    {%- set strength = prior['strength'] | float -%}
     with partitions as (
         select distinct as_of from {{ partitions }}
     ),
@@ -19,10 +18,7 @@
         select
             p.as_of,
             g.day::date as event_day,
-            power(
-                0.5::double precision,
-                {{ days_between('p.as_of', "((g.day::date + 1)::timestamp at time zone 'UTC')") }} / {{ half_life }}
-            ) as decay
+            {{ day_end_decay('p.as_of', 'g.day::date') }} as decay
         from partitions as p
         cross join lateral generate_series(
             ((p.as_of at time zone 'UTC')::date - {{ window_days() }})::timestamp,
@@ -53,14 +49,77 @@
     select
         l.listing_id,
         l.as_of,
-        coalesce(e.impressions, 0)::double precision as decayed_impressions,
-        coalesce(e.views, 0)::double precision as decayed_views,
-        coalesce(e.favourites, 0)::double precision as decayed_favourites,
-        coalesce(e.contacts, 0)::double precision as decayed_contacts,
-        ((coalesce(e.views, 0) + {{ strength }} * {{ prior['view_rate'] | float }})
-            / (coalesce(e.impressions, 0) + {{ strength }}))::double precision as view_rate,
-        ((coalesce(e.contacts, 0) + coalesce(e.favourites, 0) + {{ strength }} * {{ prior['engagement_rate'] | float }})
-            / (coalesce(e.views, 0) + {{ strength }}))::double precision as engagement_rate
+        {{ engagement_features('e.impressions', 'e.views', 'e.favourites', 'e.contacts') }}
     from live as l
     left join decayed as e on e.listing_id = l.listing_id and e.as_of = l.as_of
+{%- endmacro %}
+
+{# 0.5^((later - earlier)/half_life_days): how much a count at `earlier` weighs at `later`. #}
+{% macro decay_between(later, earlier) -%}
+    power(0.5::double precision, {{ days_between(later, earlier) }} / {{ var('half_life_days') | float }})
+{%- endmacro %}
+
+{# The weight at `at` of one day's counts: decayed from the day's end (UTC). #}
+{% macro day_end_decay(at, day) -%}
+    {{ decay_between(at, "((" ~ day ~ " + 1)::timestamp at time zone 'UTC')") }}
+{%- endmacro %}
+
+{# Per listing, the decayed sums (decayed_impressions, ...) of the daily counts of the days in
+   `days` (a relation of event_day, decay and, with signed_counts, sign: the plain counts times sign
+   are summed too). few_days: read those days through the rollup's event_day index rather than
+   hashing the whole rollup, which the planner would do, not knowing generate_series gives a day
+   or two. #}
+{% macro engagement_day_sums(days, few_days, signed_counts=false) -%}
+    select
+        d.listing_id,
+        {%- for name in ['impressions', 'views', 'favourites', 'contacts'] %}
+        {%- if signed_counts %}
+        sum(f.sign * d.{{ name }})::bigint as {{ name }},
+        {%- endif %}
+        sum(f.decay * d.{{ name }}) as decayed_{{ name }}{{ "," if not loop.last }}
+        {%- endfor %}
+    from {{ days }} as f
+    inner join {{ ref('int_listing_engagement_daily') }} as d on d.event_day = f.event_day
+    {%- if few_days %}
+    where d.event_day = any (array(select event_day from {{ days }}))
+    {%- endif %}
+    group by d.listing_id
+{%- endmacro %}
+
+{# The view's six feature columns from the four decayed sums (null = no event in the window). #}
+{% macro engagement_features(impressions, views, favourites, contacts) -%}
+    {%- set prior = var('engagement_prior') -%}
+    {%- set strength = prior['strength'] | float -%}
+    coalesce({{ impressions }}, 0)::double precision as decayed_impressions,
+        coalesce({{ views }}, 0)::double precision as decayed_views,
+        coalesce({{ favourites }}, 0)::double precision as decayed_favourites,
+        coalesce({{ contacts }}, 0)::double precision as decayed_contacts,
+        ((coalesce({{ views }}, 0) + {{ strength }} * {{ prior['view_rate'] | float }})
+            / (coalesce({{ impressions }}, 0) + {{ strength }}))::double precision as view_rate,
+        ((coalesce({{ contacts }}, 0) + coalesce({{ favourites }}, 0) + {{ strength }} * {{ prior['engagement_rate'] | float }})
+            / (coalesce({{ views }}, 0) + {{ strength }}))::double precision as engagement_rate
+{%- endmacro %}
+
+{# The `as_of` of int_listing_engagement_settled's rows when the run for cutoff T can carry them
+   forward, else none (the model then sums its whole settled window): the table holds one partition
+   Tp <= T, built with today's knobs, fewer than window_days - late_arrival_days days back (further
+   back every settled day has left the window), and this is not a --full-refresh. #}
+{% macro settled_engagement_carry_from(window, late, half_life) -%}
+    {%- if not execute or flags.FULL_REFRESH -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set existing = adapter.get_relation(database=this.database, schema=this.schema, identifier=this.identifier) -%}
+    {%- if existing is none -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set rows = run_query(
+        "select distinct as_of::text, window_days = " ~ window ~ " and late_arrival_days = " ~ late
+        ~ " and half_life_days = " ~ half_life ~ " as same_knobs, "
+        ~ cutoff_day() ~ " - (as_of at time zone 'UTC')::date as gap_days, as_of <= " ~ cutoff_ts() ~ " as not_later"
+        ~ " from " ~ this
+    ).rows -%}
+    {%- if rows | length == 1 and rows[0][1] and rows[0][3] and rows[0][2] < window - late -%}
+        {{ return("('" ~ rows[0][0] ~ "'::timestamptz)") }}
+    {%- endif -%}
+    {{ return(none) }}
 {%- endmacro %}
