@@ -65,25 +65,51 @@
 {%- endmacro %}
 
 {# Per listing, the decayed sums (decayed_impressions, ...) of the daily counts of the days in
-   `days` (a relation of event_day, decay and, with signed_counts, sign: the plain counts times sign
-   are summed too). few_days: read those days through the rollup's event_day index rather than
-   hashing the whole rollup, which the planner would do, not knowing generate_series gives a day
-   or two. #}
+   `days` (a relation of distinct event_day, decay and, with signed_counts, sign: the plain counts
+   times sign are summed too). Each day's weight is looked up by position in one array over the
+   days' span instead of joined: the planner, not knowing how few days generate_series gives,
+   hashed the whole rollup or merge-joined it through its index (8.0 s -> 4.5 s for a scale-s
+   window). few_days: read only those days through the rollup's event_day index (the span of a
+   carried partition covers the window, its days are two or three). #}
 {% macro engagement_day_sums(days, few_days, signed_counts=false) -%}
+    {%- set counts = ['impressions', 'views', 'favourites', 'contacts'] -%}
     select
-        d.listing_id,
-        {%- for name in ['impressions', 'views', 'favourites', 'contacts'] %}
+        r.listing_id,
+        {%- for name in counts %}
         {%- if signed_counts %}
-        sum(f.sign * d.{{ name }})::bigint as {{ name }},
+        sum(r.sign * r.{{ name }})::bigint as {{ name }},
         {%- endif %}
-        sum(f.decay * d.{{ name }}) as decayed_{{ name }}{{ "," if not loop.last }}
+        sum(r.decay * r.{{ name }}) as decayed_{{ name }}{{ "," if not loop.last }}
         {%- endfor %}
-    from {{ days }} as f
-    inner join {{ ref('int_listing_engagement_daily') }} as d on d.event_day = f.event_day
-    {%- if few_days %}
-    where d.event_day = any (array(select event_day from {{ days }}))
-    {%- endif %}
-    group by d.listing_id
+    from (
+        select
+            d.listing_id,
+            {%- for name in counts %}
+            d.{{ name }},
+            {%- endfor %}
+            {%- if signed_counts %}
+            w.signs[d.event_day - w.first_day + 1] as sign,
+            {%- endif %}
+            w.decays[d.event_day - w.first_day + 1] as decay
+        from (
+            select
+                min(s.day)::date as first_day,
+                max(s.day)::date as last_day,
+                array_agg(coalesce(x.decay, 0) order by s.day) as decays
+                {%- if signed_counts %},
+                array_agg(coalesce(x.sign, 0) order by s.day) as signs
+                {%- endif %}
+            from (select min(event_day) as low, max(event_day) as high from {{ days }}) as span
+            cross join lateral generate_series(span.low::timestamp, span.high::timestamp, interval '1 day') as s(day)
+            left join {{ days }} as x on x.event_day = s.day::date
+        ) as w
+        inner join {{ ref('int_listing_engagement_daily') }} as d
+            on d.event_day >= w.first_day and d.event_day <= w.last_day
+        {%- if few_days %}
+        where d.event_day = any (array(select event_day from {{ days }}))
+        {%- endif %}
+    ) as r
+    group by r.listing_id
 {%- endmacro %}
 
 {# The view's six feature columns from the four decayed sums (null = no event in the window). #}
